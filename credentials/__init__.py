@@ -1,0 +1,1 @@
+"""labdeck credentials: the broker service, its providers, and the in-server client."""

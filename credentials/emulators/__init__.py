@@ -1,0 +1,1 @@
+"""Local emulators of the cloud services, used by the embedded default and the tests."""

@@ -1,0 +1,1 @@
+"""A small local BigQuery REST endpoint backed by DuckDB."""

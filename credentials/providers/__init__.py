@@ -1,0 +1,1 @@
+"""Credential providers, one module each, on the shared base in base.py."""

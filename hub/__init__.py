@@ -1,0 +1,1 @@
+"""labdeck hub: configuration as code, authentication, templates and service wiring."""

@@ -1,0 +1,1 @@
+"""labdeck spawners: one mixin on top of a real JupyterHub spawner."""
