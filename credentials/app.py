@@ -1,0 +1,277 @@
+"""The credential broker: a JupyterHub service that issues short-lived, per-user cloud credentials.
+
+Run as ``labdeck broker --config FILE`` (a traitlets ``.py`` or ``.json``
+config file). The hub registers it as an external service; it reads its own
+hub API token and URL from ``JUPYTERHUB_API_TOKEN`` / ``JUPYTERHUB_API_URL``
+like any JupyterHub service, and needs the scopes ``read:users`` and
+``read:users:groups`` to look up the groups of a caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+
+from jupyterhub.services.auth import HubAuth
+from jupyterhub.utils import url_path_join
+from tornado import httpserver, web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Dict, Integer, List, Unicode, default, validate
+from traitlets.config import Application
+
+from .cache import CredentialCache
+from .grants import GrantConfigError, resolve_grants, validate_grant_config
+from .handlers import CredentialsHandler, HealthHandler, WhoAmIHandler
+from .providers.aws import AWSProvider
+from .providers.base import CredentialProvider, Identity
+from .providers.local_aws import LocalAWSProvider
+
+#: provider names usable in ``BrokerApp.providers`` → class
+PROVIDER_CLASSES: dict[str, type[CredentialProvider]] = {
+    "aws": AWSProvider,
+    "local-aws": LocalAWSProvider,
+}
+
+
+def register_provider(key: str, cls: type[CredentialProvider]) -> None:
+    PROVIDER_CLASSES[key] = cls
+
+
+class BrokerApp(Application):
+    """Issue short-lived credentials to the user servers of a JupyterHub."""
+
+    name = "labdeck-broker"
+    description = __doc__
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
+    port = Integer(8090, config=True, help="Port to listen on.\n\n.. versionadded:: 0.1")
+
+    base_url = Unicode(
+        config=True,
+        help="""URL prefix of every endpoint.
+
+        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/broker/`` for a
+        service named ``broker``), so the broker can also be reached through
+        the hub's proxy.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("base_url")
+    def _base_url_default(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/broker/")
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal):
+        value = "/" + proposal.value.strip("/") + "/"
+        return value.replace("//", "/")
+
+    providers = List(
+        Unicode(),
+        ["local-aws"],
+        config=True,
+        help=f"""Credential providers to enable, by name.
+
+        Known names: {', '.join(sorted(PROVIDER_CLASSES))}. Each provider serves
+        ``<base_url><provider.name>/credentials`` and is configured through its
+        own class section (e.g. ``c.AWSProvider.role_arn``).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    grants = Dict(
+        config=True,
+        help="""What users and groups may touch, beyond their own home and dataset.
+
+        .. code-block:: python
+
+            c.BrokerApp.grants = {
+                "everyone": {"s3": [{"prefix": "shared/", "access": "ro"}]},
+                "groups": {"analysts": {"s3": [{"prefix": "shared/analysts/", "access": "ro"}]}},
+                "users": {"alice": {"s3": [{"prefix": "projects/x/", "access": "rw"}]}},
+            }
+
+        Group membership is read from the hub on every fresh issuance, so adding
+        or removing a user from a group takes effect at their next credential
+        refresh. Prefixes granted to a group under an everyone-readable prefix
+        are denied to everyone else.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @validate("grants")
+    def _validate_grants(self, proposal):
+        try:
+            validate_grant_config(proposal.value)
+        except GrantConfigError as e:
+            raise ValueError(f"BrokerApp.grants: {e}") from None
+        return proposal.value
+
+    cache_margin_seconds = Integer(
+        1200,
+        config=True,
+        help="""Serve a cached credential only while it has more than this many seconds left.
+
+        Must exceed the SDKs' own refresh windows (botocore: 15 minutes), or
+        every SDK refresh would get a credential it immediately refreshes again.
+        Must be smaller than the providers' ``ttl_seconds``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    hub_cache_seconds = Integer(
+        10,
+        config=True,
+        help="""How long the broker trusts the hub's answer about a token and its user's groups.
+
+        A revoked token or a group change is noticed within this many seconds.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
+
+    aliases = {"config": "BrokerApp.config_file", "port": "BrokerApp.port", "ip": "BrokerApp.ip"}
+
+    @property
+    def classes(self):
+        return [BrokerApp, *PROVIDER_CLASSES.values()]
+
+    # ------------------------------------------------------------------ setup
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.log.setLevel(logging.INFO)
+        unknown = [p for p in self.providers if p not in PROVIDER_CLASSES]
+        if unknown:
+            raise ValueError(f"BrokerApp.providers: unknown provider(s) {unknown}; known: {sorted(PROVIDER_CLASSES)}")
+        self.providers_by_name: dict[str, CredentialProvider] = {}
+        for key in self.providers:
+            prov = PROVIDER_CLASSES[key](parent=self, log=self.log)
+            self.providers_by_name[prov.name] = prov
+            if prov.ttl_seconds <= self.cache_margin_seconds:
+                self.log.warning(
+                    "%s.ttl_seconds (%s) <= BrokerApp.cache_margin_seconds (%s): every request issues fresh credentials",
+                    type(prov).__name__,
+                    prov.ttl_seconds,
+                    self.cache_margin_seconds,
+                )
+        self.hub_auth = HubAuth(parent=self, cache_max_age=self.hub_cache_seconds)
+        self.cache = CredentialCache(margin=self.cache_margin_seconds)
+        self._groups_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self.started = time.time()
+        self.requests_served = 0
+
+    def make_app(self) -> web.Application:
+        prefix = self.base_url
+        return web.Application(
+            [
+                (prefix + r"health", HealthHandler),
+                (prefix + r"whoami", WhoAmIHandler),
+                (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
+            ],
+            broker=self,
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        # the path only: never query strings or headers
+        status = handler.get_status()
+        ms = 1000.0 * handler.request.request_time()
+        log = self.log.info if status < 400 else self.log.warning
+        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, ms)
+
+    # ------------------------------------------------------------- behaviour
+
+    async def identify(self, token: str) -> Identity | None:
+        """The user a token belongs to, with their current groups; None if invalid."""
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+            return None
+        name = model["name"]
+        groups = model.get("groups")
+        if groups is None:
+            groups = await self._groups_of(name)
+        return Identity(name=name, groups=tuple(sorted(groups)))
+
+    async def _groups_of(self, name: str) -> tuple[str, ...]:
+        hit = self._groups_cache.get(name)
+        if hit and time.time() - hit[0] < self.hub_cache_seconds:
+            return hit[1]
+        url = url_path_join(self.hub_auth.api_url, "users", name)
+        req = HTTPRequest(url, headers={"Authorization": f"token {self.hub_auth.api_token}"})
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code != 200:
+            self.log.warning("Could not read groups of %s from the hub (HTTP %s)", name, resp.code)
+            groups = ()
+        else:
+            groups = tuple(sorted(json.loads(resp.body).get("groups") or ()))
+        self._groups_cache[name] = (time.time(), groups)
+        return groups
+
+    async def credentials(self, provider: CredentialProvider, ident: Identity) -> dict:
+        grants = resolve_grants(self.grants, ident.name, ident.groups)
+        fingerprint = hashlib.sha256(repr(grants).encode()).hexdigest()
+        cred = await self.cache.get((provider.name, ident.name), fingerprint, lambda: provider.issue(ident, grants))
+        self.requests_served += 1
+        return provider.render(cred)
+
+    def describe(self, ident: Identity) -> dict:
+        grants = resolve_grants(self.grants, ident.name, ident.groups)
+        return {
+            "name": ident.name,
+            "groups": list(ident.groups),
+            "grants": [g for g in grants.sources],
+            **{name: p.describe(ident) for name, p in self.providers_by_name.items()},
+        }
+
+    def health(self) -> dict:
+        return {
+            "status": "ok",
+            "providers": sorted(self.providers_by_name),
+            "uptime_s": round(time.time() - self.started, 1),
+            "requests_served": self.requests_served,
+            "upstream_calls": self.cache.upstream_calls,
+            "stale_served": self.cache.stale_served,
+        }
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set."""
+        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info(
+            "labdeck broker listening on http://%s:%s%s (providers: %s)",
+            self.ip,
+            self.port,
+            self.base_url,
+            ", ".join(self.providers),
+        )
+        await stop.wait()
+        server.stop()
+        self.log.info("labdeck broker stopped")
+
+    def start(self):
+        async def run():
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await self.serve(stop)
+
+        asyncio.run(run())
+
+
+def main(argv=None):
+    BrokerApp.launch_instance(argv)

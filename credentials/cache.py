@@ -1,0 +1,77 @@
+"""Per-user credential cache with single-flight issuance and stale-on-error serving.
+
+- A cached credential is served while it has more than ``margin`` seconds left
+  *and* was issued for the same grants; otherwise a fresh one is issued.
+- Concurrent requests for the same key share one upstream call.
+- If the upstream call fails and the cached credential has not expired yet,
+  it is served anyway (the SDKs keep working through an STS/IAM outage);
+  otherwise the error propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+
+from .providers.base import IssuedCredential
+
+#: never serve a credential with less than this many seconds left, even stale
+MIN_SERVABLE_SECONDS = 30
+
+
+@dataclass
+class _Entry:
+    credential: IssuedCredential
+    fingerprint: Hashable
+
+
+class CredentialCache:
+    """See the module docstring. ``clock`` is injectable for tests."""
+
+    def __init__(self, margin: float, clock: Callable[[], float] = time.time):
+        self.margin = margin
+        self.clock = clock
+        self._entries: dict[Hashable, _Entry] = {}
+        self._inflight: dict[Hashable, asyncio.Future] = {}
+        self.upstream_calls = 0
+        self.stale_served = 0
+
+    def fresh(self, key: Hashable, fingerprint: Hashable) -> IssuedCredential | None:
+        entry = self._entries.get(key)
+        if entry and entry.fingerprint == fingerprint and entry.credential.remaining(self.clock()) > self.margin:
+            return entry.credential
+        return None
+
+    async def get(
+        self, key: Hashable, fingerprint: Hashable, issue: Callable[[], Awaitable[IssuedCredential]]
+    ) -> IssuedCredential:
+        hit = self.fresh(key, fingerprint)
+        if hit is not None:
+            return hit
+        flight_key = (key, fingerprint)
+        fut = self._inflight.get(flight_key)
+        if fut is None:
+            fut = asyncio.ensure_future(self._issue(key, fingerprint, issue))
+            self._inflight[flight_key] = fut
+            fut.add_done_callback(lambda _f: self._inflight.pop(flight_key, None))
+        return await asyncio.shield(fut)
+
+    async def _issue(self, key, fingerprint, issue) -> IssuedCredential:
+        self.upstream_calls += 1
+        try:
+            cred = await issue()
+        except Exception:
+            entry = self._entries.get(key)
+            # Serve what we have while it is still valid: only for the same
+            # grants, so a revoked grant is never extended by an outage.
+            if entry and entry.fingerprint == fingerprint and entry.credential.remaining(self.clock()) > MIN_SERVABLE_SECONDS:
+                self.stale_served += 1
+                return entry.credential
+            raise
+        self._entries[key] = _Entry(cred, fingerprint)
+        return cred
+
+    def forget(self, key: Hashable) -> None:
+        self._entries.pop(key, None)

@@ -1,0 +1,80 @@
+"""The in-server client that SDK credential chains call.
+
+AWS: ``credential_process = labdeck-credentials aws`` in the ``AWS_CONFIG_FILE``
+the spawner writes. botocore runs it whenever it needs credentials (and again
+15 minutes before they expire); it prints the credential_process JSON on
+stdout. Errors go to stderr as one readable line, which botocore shows to the
+person in its exception, and the exit code is non-zero.
+
+It reads the broker's URL from ``LABDECK_BROKER_URL`` and authenticates with
+the server's own ``JUPYTERHUB_API_TOKEN``, sent in a header, never on a command
+line. Standard library only, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+TIMEOUT_S = 10
+RETRIES = 3
+RETRY_DELAY_S = 0.5
+
+
+class ClientError(Exception):
+    """A readable, secret-free reason the credentials could not be fetched."""
+
+
+def fetch(provider: str, *, broker_url: str | None = None, token: str | None = None) -> dict:
+    """Fetch credentials for ``provider`` from the broker and return the decoded JSON."""
+    broker_url = broker_url or os.environ.get("LABDECK_BROKER_URL", "")
+    token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not broker_url:
+        raise ClientError("LABDECK_BROKER_URL is not set: this server was not started by labdeck")
+    if not token:
+        raise ClientError("JUPYTERHUB_API_TOKEN is not set: cannot authenticate to the credential broker")
+    url = broker_url.rstrip("/") + f"/{provider}/credentials"
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}", "Accept": "application/json"})
+    last = None
+    for attempt in range(RETRIES):
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            try:
+                message = json.loads(e.read()).get("error") or e.reason
+            except Exception:
+                message = e.reason
+            if e.code >= 500 and attempt + 1 < RETRIES:
+                last = f"credential broker error ({e.code}): {message}"
+                time.sleep(RETRY_DELAY_S * (attempt + 1))
+                continue
+            raise ClientError(f"credential broker refused ({e.code}): {message}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            last = f"credential broker unreachable at {broker_url}: {reason}"
+            time.sleep(RETRY_DELAY_S * (attempt + 1))
+    raise ClientError(last or "credential broker unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in ("aws",):
+        print("usage: labdeck-credentials aws", file=sys.stderr)
+        return 2
+    try:
+        body = fetch(argv[0])
+    except ClientError as e:
+        print(f"labdeck: {e}", file=sys.stderr)
+        return 1
+    json.dump(body, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

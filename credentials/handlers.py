@@ -1,0 +1,102 @@
+"""HTTP handlers of the credential broker.
+
+Every credential endpoint authenticates the caller by the JupyterHub API token
+it presents in the ``Authorization`` header (``token <t>`` or ``Bearer <t>``;
+never in the URL), asks the hub who that is, and issues credentials for that
+user only. Replies are JSON; errors are ``{"error": <message>, "status": <code>}``
+with messages meant for a person and free of secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tornado import web
+
+from .grants import GrantConfigError
+from .providers.base import Identity, UpstreamError
+
+_AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class BrokerHandler(web.RequestHandler):
+    """Common parts: JSON errors, token → identity."""
+
+    @property
+    def broker(self):
+        return self.settings["broker"]
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif status_code >= 500:
+            message = "internal error in the credential broker (see its log)"
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, web.HTTPError):
+            # expected refusals: one line, no traceback
+            self.broker.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def _token(self) -> str:
+        if "token" in self.request.arguments:
+            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
+        header = self.request.headers.get("Authorization", "")
+        if not header:
+            raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
+        m = _AUTH_HEADER.match(header)
+        if not m:
+            raise web.HTTPError(401, "Malformed Authorization header (expected 'token <JupyterHub API token>')")
+        return m.group(1)
+
+    async def identity(self) -> Identity:
+        ident = await self.broker.identify(self._token())
+        if ident is None:
+            raise web.HTTPError(401, "Invalid or expired JupyterHub API token")
+        asked = self.get_argument("user", None) or self.get_argument("username", None)
+        if asked is not None and asked != ident.name:
+            raise web.HTTPError(403, "A token can only obtain credentials for its own user")
+        return ident
+
+
+class CredentialsHandler(BrokerHandler):
+    """``GET|POST <prefix><provider>/credentials``: fresh or cached credentials for the caller."""
+
+    async def get(self, provider_name):
+        provider = self.broker.providers_by_name.get(provider_name)
+        if provider is None:
+            raise web.HTTPError(404, f"No credential provider {provider_name!r} is configured")
+        ident = await self.identity()
+        try:
+            body = await self.broker.credentials(provider, ident)
+        except UpstreamError as e:
+            raise web.HTTPError(503, str(e)) from None
+        except GrantConfigError as e:
+            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
+        self.finish(json.dumps(body))
+
+    post = get
+
+
+class WhoAmIHandler(BrokerHandler):
+    """``GET <prefix>whoami``: who the broker thinks you are and what you get (no secrets)."""
+
+    async def get(self):
+        ident = await self.identity()
+        self.finish(json.dumps(self.broker.describe(ident)))
+
+
+class HealthHandler(BrokerHandler):
+    """``GET <prefix>health``: liveness and counters, no authentication, no secrets."""
+
+    def get(self):
+        self.finish(json.dumps(self.broker.health()))

@@ -1,0 +1,78 @@
+"""labdeck's spawner for the embedded default: user servers as local processes.
+
+Servers run as the hub's own OS user with ``homes/<user>`` under the state
+directory as their home. That is for one machine and demos: users are not
+isolated from each other's *files* here (Kubernetes is where they are), but
+their cloud credentials are isolated in both modes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from traitlets import Unicode, default
+
+from .mixin import LabdeckSpawnerMixin
+
+
+class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner):
+    """A local-process user server with labdeck's credential wiring."""
+
+    homes_dir = Unicode(
+        config=True,
+        help="""Directory holding one home per user (``<homes_dir>/<username>``).
+
+        Defaults to ``$LABDECK_STATE_DIR/homes``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("homes_dir")
+    def _homes_dir_default(self):
+        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "homes")
+
+    @default("home_dir")
+    def _home_dir_default(self):
+        homes = Path(self.homes_dir).resolve()
+        home = (homes / self.user.name).resolve()
+        if home.parent != homes:
+            # usernames are validated at login; this is a second line of defence
+            raise ValueError("refusing a home directory outside LabdeckLocalProcessSpawner.homes_dir")
+        return str(home)
+
+    @default("cmd")
+    def _cmd_default(self):
+        return [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+
+    @default("default_url")
+    def _default_url_default(self):
+        return "/lab"
+
+    @default("credential_command")
+    def _credential_command_default(self):
+        return [os.path.join(os.path.dirname(sys.executable), "labdeck-credentials")]
+
+    @property
+    def labdeck_files_dir(self):
+        return os.path.join(self.home_dir, ".labdeck")
+
+    def get_args(self):
+        args = super().get_args()
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            args.append("--allow-root")
+        return args
+
+    async def labdeck_write_files(self, files):
+        os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.labdeck_files_dir, mode=0o700, exist_ok=True)
+        for name, content in files.items():
+            path = os.path.join(self.labdeck_files_dir, name)
+            tmp = path + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+            os.replace(tmp, path)
