@@ -105,10 +105,14 @@ class AWSProvider(CredentialProvider):
 
         return os.environ.get("AWS_ENDPOINT_URL", "")
 
+    def _client_config(self):
+        """botocore ``Config`` for STS/IAM clients (None: defaults)."""
+        return None
+
     def _client(self, service: str):
         import boto3
 
-        kwargs = {"region_name": self.region}
+        kwargs = {"region_name": self.region, "config": self._client_config()}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         return boto3.session.Session().client(service, **kwargs)

@@ -25,6 +25,13 @@ class LocalAWSProvider(AWSProvider):
     _account_id = None
     _caller_arn = None
 
+    def _client_config(self):
+        # STS refuses DurationSeconds < 900; the emulator honours shorter
+        # sessions, which the tests use to see credentials really expire.
+        from botocore.config import Config
+
+        return Config(parameter_validation=self.ttl_seconds >= 900, retries={"max_attempts": 2})
+
     async def _whoami(self):
         if self._caller_arn is None:
             ident = await self._call(self._client("sts").get_caller_identity)

@@ -1,0 +1,30 @@
+"""The ``labdeck`` command: ``labdeck up`` and ``labdeck broker``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="labdeck", description="labdeck: JupyterHub for data teams")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the embedded default on 127.0.0.1 (state in $LABDECK_STATE_DIR or .labdeck/)")
+    broker = sub.add_parser("broker", help="run the credential broker service")
+    broker.add_argument("--config", required=True, help="broker config file (.py or .json)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "up":
+        from .supervisor import Supervisor
+
+        return Supervisor().run()
+    if args.command == "broker":
+        from labdeck.credentials.app import main as broker_main
+
+        broker_main([f"--config={args.config}", *rest])
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Hub configuration for the embedded default, as a pure translation.
+
+:func:`local_config` turns the supervisor's settings (ports, bucket, paths)
+and secrets into a traitlets ``Config``. It only sets values, never appends to
+or mutates existing config (the rule tljh's ``configurer`` follows), so the
+result can be compared whole in tests. ``jupyterhub_config.py`` is the thin
+file that calls it.
+"""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+BROKER_SERVICE = "broker"
+SUPERVISOR_SERVICE = "labdeck-supervisor"
+
+
+def broker_url(settings: dict) -> str:
+    return f"http://127.0.0.1:{settings['broker_port']}/services/{BROKER_SERVICE}/"
+
+
+def local_config(settings: dict, secrets: dict) -> Config:
+    """The hub's ``Config`` for the embedded default.
+
+    Parameters
+    ----------
+    settings : dict
+        From ``settings.json``: ``state_dir``, ``public_port``, ``hub_port``,
+        ``proxy_api_port``, ``broker_port``, ``aws_endpoint``, ``bucket``,
+        ``region``, ``admin_users``, optional ``named_server_limit``,
+        ``concurrent_spawn_limit``.
+    secrets : dict
+        ``cookie_secret``, ``proxy_token``, ``broker_token``, ``supervisor_token`` (hex strings).
+    """
+    state = settings["state_dir"]
+    c = Config()
+    hub = c.JupyterHub
+    hub.bind_url = f"http://127.0.0.1:{settings['public_port']}"
+    hub.hub_bind_url = f"http://127.0.0.1:{settings['hub_port']}"
+    hub.db_url = f"sqlite:///{state}/jupyterhub.sqlite"
+    hub.cookie_secret = bytes.fromhex(secrets["cookie_secret"])
+    hub.pid_file = f"{state}/run/hub.pid"
+    # The supervisor runs the proxy and stops servers on shutdown; a hub
+    # restart must not take running servers (or the proxy) down with it.
+    hub.cleanup_servers = False
+    hub.cleanup_proxy = False
+    hub.allow_named_servers = True
+    hub.named_server_limit_per_user = settings.get("named_server_limit", 3)
+    hub.concurrent_spawn_limit = settings.get("concurrent_spawn_limit", 100)
+    hub.authenticator_class = "labdeck-dev"
+    hub.spawner_class = "labdeck-local"
+    hub.services = [
+        {"name": BROKER_SERVICE, "url": f"http://127.0.0.1:{settings['broker_port']}", "api_token": secrets["broker_token"]},
+        {"name": SUPERVISOR_SERVICE, "api_token": secrets["supervisor_token"]},
+    ]
+    hub.load_roles = [
+        {"name": "labdeck-broker", "scopes": ["read:users", "read:users:groups"], "services": [BROKER_SERVICE]},
+        {
+            "name": "labdeck-supervisor",
+            "scopes": ["admin:users", "admin:servers", "read:users", "list:users"],
+            "services": [SUPERVISOR_SERVICE],
+        },
+    ]
+
+    proxy = c.ConfigurableHTTPProxy
+    proxy.should_start = False
+    proxy.api_url = f"http://127.0.0.1:{settings['proxy_api_port']}"
+    proxy.auth_token = secrets["proxy_token"]
+
+    c.Authenticator.admin_users = set(settings.get("admin_users", []))
+
+    sp = c.LabdeckLocalProcessSpawner
+    sp.homes_dir = f"{state}/homes"
+    sp.broker_url = broker_url(settings)
+    sp.aws_region = settings["region"]
+    sp.s3_bucket = settings["bucket"]
+    sp.aws_endpoint_url = settings["aws_endpoint"]
+    sp.http_timeout = settings.get("http_timeout", 60)
+    sp.start_timeout = settings.get("start_timeout", 120)
+    return c

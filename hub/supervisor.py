@@ -1,0 +1,437 @@
+"""``labdeck up``: run the embedded default and watch it.
+
+Starts, on 127.0.0.1 only, each in its own process group with its own log:
+the local AWS endpoint (moto, seeded, IAM enforced), configurable-http-proxy,
+the hub, and the credential broker. A component that dies is restarted
+(the AWS emulator is re-seeded). SIGINT/SIGTERM stop user servers through the
+hub API, then every component, and remove the pid files.
+
+Secrets reach children through their environment or 0600 files, never on a
+command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import BROKER_SERVICE, broker_url
+from .state import SECRET_NAMES, StateDir, state_dir
+from .usernames import InvalidUsername, check_username, normalize_username
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
+DEFAULT_BUCKET = "labdeck-data"
+DEFAULT_REGION = "us-east-1"
+STOP_GRACE_S = 10
+READY_TIMEOUT_S = 90
+MAX_RESTARTS = 5
+
+
+class SupervisorError(Exception):
+    """A reason not to start, for a person (stale run, port in use, bad env)."""
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SupervisorError(f"process exited with {proc.returncode} while waiting for {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status in ok:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+            last = e
+        except OSError as e:
+            last = e
+        time.sleep(0.2)
+    raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
+
+
+def parse_admin_users(value: str) -> list[str]:
+    admins = []
+    for raw in value.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        name = normalize_username(raw)
+        try:
+            check_username(name)
+        except InvalidUsername as e:
+            raise SupervisorError(f"LABDECK_ADMIN_USERS: {e}") from None
+        admins.append(name)
+    return admins
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str | None = None
+    proc: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    """See the module docstring."""
+
+    def __init__(self, env: dict | None = None):
+        self.env = dict(os.environ if env is None else env)
+        self.state = StateDir(state_dir(self.env))
+        self.components: dict[str, Component] = {}
+        self.stopping = False
+        self.generated_password = False
+
+    # ------------------------------------------------------------ preparation
+
+    def check_not_running(self) -> None:
+        run = self.state.run
+        if not run.exists():
+            return
+        for pidfile in run.glob("*.pid"):
+            try:
+                pid = int(pidfile.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and pid_alive(pid):
+                if pidfile.name == "supervisor.pid":
+                    raise SupervisorError(
+                        f"labdeck is already running from {self.state.root} (supervisor pid {pid}); stop it with Ctrl-C or kill {pid}"
+                    )
+                continue  # a user server or hub left by a crash: checked via ports below
+            pidfile.unlink(missing_ok=True)
+
+    def plan_ports(self, previous: dict) -> dict:
+        public = int(self.env.get("LABDECK_PORT") or 8000)
+        if not port_free(public):
+            raise SupervisorError(
+                f"Port {public} on 127.0.0.1 is in use. Stop what uses it, or choose another port with LABDECK_PORT=<port>."
+            )
+        ports = {"public_port": public}
+        taken = {public}
+        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port"):
+            want = previous.get(key)
+            if want and want not in taken and port_free(want):
+                ports[key] = want
+            else:
+                p = free_port()
+                while p in taken:
+                    p = free_port()
+                ports[key] = p
+            taken.add(ports[key])
+        return ports
+
+    def prepare(self) -> dict:
+        self.state.create()
+        self.check_not_running()
+        try:
+            previous = self.state.read_settings()
+        except (OSError, ValueError):
+            previous = {}
+        ports = self.plan_ports(previous)
+        ttl = int(self.env.get("LABDECK_CREDENTIAL_TTL") or 3600)
+        if ttl < 5:
+            raise SupervisorError("LABDECK_CREDENTIAL_TTL must be at least 5 seconds (default 3600)")
+        settings = {
+            **ports,
+            "state_dir": str(self.state.root),
+            "bucket": self.env.get("LABDECK_BUCKET") or DEFAULT_BUCKET,
+            "region": DEFAULT_REGION,
+            "aws_endpoint": f"http://127.0.0.1:{ports['aws_port']}",
+            "admin_users": parse_admin_users(self.env.get("LABDECK_ADMIN_USERS", "")),
+            "credential_ttl": ttl,
+        }
+        self.state.write_settings(settings)
+        for name in SECRET_NAMES:
+            self.state.ensure_secret(name)
+        password = self.env.get("LABDECK_DEV_PASSWORD", "")
+        if not password:
+            path = self.state.secret_path("dev_password")
+            if path.exists():
+                password = self.state.read_secret("dev_password")
+            if not password:
+                password = self.state.ensure_secret("dev_password", nbytes=9)
+                self.generated_password = True
+        self.password = password
+        self.settings = settings
+        broker_config = {
+            "BrokerApp": {
+                "ip": "127.0.0.1",
+                "port": settings["broker_port"],
+                "providers": ["local-aws"],
+                "grants": {"everyone": {"s3": [{"prefix": "shared/", "access": "ro"}]}},
+                "cache_margin_seconds": min(1200, ttl // 3),
+            },
+            "AWSProvider": {
+                "region": settings["region"],
+                "bucket": settings["bucket"],
+                "endpoint_url": settings["aws_endpoint"],
+                "ttl_seconds": ttl,
+            },
+        }
+        (self.state.root / "broker_config.json").write_text(json.dumps(broker_config, indent=2))
+        return settings
+
+    def base_env(self) -> dict:
+        keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+        env = {k: self.env[k] for k in keep if k in self.env}
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+        env["LABDECK_STATE_DIR"] = str(self.state.root)
+        # never let the machine's own AWS identity leak into labdeck's processes
+        env["AWS_CONFIG_FILE"] = os.devnull
+        env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def build_components(self) -> None:
+        s = self.settings
+        py = sys.executable
+        base = self.base_env()
+        chp = self.env.get("LABDECK_CHP") or str(ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
+        if not os.path.exists(chp):
+            raise SupervisorError(f"configurable-http-proxy not found at {chp}; run `make up` (it installs it with npm)")
+        self.components = {
+            "aws": Component(
+                "aws",
+                [py, "-m", "labdeck.credentials.emulators.aws", "--port", str(s["aws_port"])],
+                {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
+                ready_url=f"{s['aws_endpoint']}/moto-api/",
+            ),
+            "proxy": Component(
+                "proxy",
+                [
+                    chp,
+                    "--ip", "127.0.0.1",
+                    "--port", str(s["public_port"]),
+                    "--api-ip", "127.0.0.1",
+                    "--api-port", str(s["proxy_api_port"]),
+                    "--default-target", f"http://127.0.0.1:{s['hub_port']}",
+                    "--error-target", f"http://127.0.0.1:{s['hub_port']}/hub/error",
+                ],
+                {**base, "CONFIGPROXY_AUTH_TOKEN": self.state.read_secret("proxy_token")},
+            ),
+            "hub": Component(
+                "hub",
+                [py, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
+                {**base, "LABDECK_DEV_PASSWORD": self.password},
+                ready_url=f"http://127.0.0.1:{s['public_port']}/hub/health",
+            ),
+            "broker": Component(
+                "broker",
+                [py, "-m", "labdeck.hub.cli", "broker", "--config", str(self.state.root / "broker_config.json")],
+                {
+                    **base,
+                    "JUPYTERHUB_API_TOKEN": self.state.read_secret("broker_token"),
+                    "JUPYTERHUB_API_URL": f"http://127.0.0.1:{s['hub_port']}/hub/api",
+                    "JUPYTERHUB_SERVICE_PREFIX": f"/services/{BROKER_SERVICE}/",
+                    "AWS_SHARED_CREDENTIALS_FILE": str(self.state.secret_path("broker_aws_credentials")),
+                    "AWS_ENDPOINT_URL": s["aws_endpoint"],
+                },
+                ready_url=broker_url(s) + "health",
+            ),
+        }
+
+    # -------------------------------------------------------------- processes
+
+    def _spawn(self, comp: Component) -> None:
+        log = open(self.state.logs / f"{comp.name}.log", "ab", buffering=0)
+        comp.proc = subprocess.Popen(
+            comp.argv,
+            env=comp.env,
+            cwd=str(self.state.root),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        (self.state.run / f"{comp.name}.pid").write_text(str(comp.proc.pid))
+
+    def _after_start(self, comp: Component) -> None:
+        if comp.ready_url:
+            wait_http(comp.ready_url, READY_TIMEOUT_S, proc=comp.proc)
+        if comp.name == "aws":
+            from labdeck.credentials.emulators.aws import seed
+
+            seed(
+                self.settings["aws_endpoint"],
+                self.settings["bucket"],
+                self.settings["region"],
+                str(self.state.secret_path("broker_aws_credentials")),
+            )
+
+    def start_component(self, name: str) -> None:
+        comp = self.components[name]
+        self._spawn(comp)
+        self._after_start(comp)
+
+    def start_all(self) -> None:
+        (self.state.run / "supervisor.pid").write_text(str(os.getpid()))
+        for name in ("aws", "proxy", "hub", "broker"):
+            self.start_component(name)
+
+    def _terminate(self, comp: Component, grace: float = STOP_GRACE_S) -> None:
+        proc = comp.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        (self.state.run / f"{comp.name}.pid").unlink(missing_ok=True)
+        comp.proc = None
+
+    def stop_user_servers(self) -> None:
+        """Ask the hub to stop every running user server (named ones too)."""
+        s = self.settings
+        api = f"http://127.0.0.1:{s['hub_port']}/hub/api"
+        headers = {"Authorization": f"token {self.state.read_secret('supervisor_token')}"}
+        try:
+            req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                users = json.loads(resp.read())
+        except (OSError, ValueError):
+            return
+        pending = []
+        for user in users:
+            for server_name in (user.get("servers") or {}):
+                path = f"{api}/users/{user['name']}/servers/{server_name}" if server_name else f"{api}/users/{user['name']}/server"
+                try:
+                    req = urllib.request.Request(path, method="DELETE", headers=headers)
+                    urllib.request.urlopen(req, timeout=10).close()
+                    pending.append(user["name"])
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 20
+        while pending and time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    if not json.loads(resp.read()):
+                        return
+            except (OSError, ValueError):
+                return
+            time.sleep(0.3)
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        hub = self.components.get("hub")
+        if hub and hub.proc and hub.proc.poll() is None:
+            self.stop_user_servers()
+        for name in ("broker", "hub", "proxy", "aws"):
+            if name in self.components:
+                self._terminate(self.components[name])
+        (self.state.run / "supervisor.pid").unlink(missing_ok=True)
+
+    def watch_once(self) -> None:
+        """Restart any component that died (bounded: MAX_RESTARTS per minute)."""
+        for name in ("aws", "proxy", "hub", "broker"):
+            comp = self.components[name]
+            if self.stopping or comp.proc is None or comp.proc.poll() is None:
+                continue
+            code = comp.proc.returncode
+            now = time.monotonic()
+            comp.restarts = [t for t in comp.restarts if now - t < 60] + [now]
+            if len(comp.restarts) > MAX_RESTARTS:
+                raise SupervisorError(f"{name} keeps exiting (last exit code {code}); see {self.state.logs / (name + '.log')}")
+            print(f"labdeck: {name} exited with {code}; restarting it", file=sys.stderr, flush=True)
+            self.start_component(name)
+
+    def banner(self) -> str:
+        s = self.settings
+        lines = [
+            "",
+            f"  labdeck is running: http://127.0.0.1:{s['public_port']}",
+            "",
+            "  Log in with any username (lowercase letters, digits, . _ @ -) and the password",
+        ]
+        if self.generated_password:
+            lines.append(f"      {self.password}")
+            lines.append(f"  (generated once; stored in {self.state.secret_path('dev_password')}, mode 0600)")
+        elif "LABDECK_DEV_PASSWORD" in self.env and self.env["LABDECK_DEV_PASSWORD"]:
+            lines.append("      from LABDECK_DEV_PASSWORD")
+        else:
+            lines.append(f"      stored in {self.state.secret_path('dev_password')}")
+        lines += [
+            "",
+            f"  State: {self.state.root}   Logs: {self.state.logs}",
+            f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def run(self) -> int:
+        stop = {"flag": False}
+
+        def on_signal(signum, frame):
+            stop["flag"] = True
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.prepare()
+            self.build_components()
+            self.start_all()
+            print(self.banner(), flush=True)
+            while not stop["flag"]:
+                self.watch_once()
+                time.sleep(0.5)
+            print("labdeck: stopping...", flush=True)
+            return 0
+        except SupervisorError as e:
+            print(f"labdeck: {e}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            self.stop_all()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            print("labdeck: stopped", flush=True)

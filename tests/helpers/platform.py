@@ -1,0 +1,89 @@
+"""Start the real embedded default (``labdeck up``) for a test, and tear it down.
+
+Everything on free 127.0.0.1 ports in a temporary state directory. Teardown
+sends SIGTERM to the supervisor (which stops user servers and every
+component) and kills its process group if it does not exit in time, also
+when the test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+LABDECK = str(Path(sys.executable).with_name("labdeck"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    url: str
+    state_dir: Path
+    password: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def settings(self) -> dict:
+        import json
+
+        return json.loads((self.state_dir / "settings.json").read_text())
+
+    def logs(self) -> str:
+        parts = [self.log_path.read_text(errors="replace")]
+        for f in sorted((self.state_dir / "logs").glob("*.log")):
+            parts.append(f"===== {f.name}\n" + f.read_text(errors="replace")[-20000:])
+        return "\n".join(parts)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+def start_platform(state_dir: Path, password: str = "test-password-1", extra_env: dict | None = None, timeout: float = 120) -> Platform:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LABDECK_STATE_DIR": str(state_dir),
+        "LABDECK_PORT": str(port),
+        "LABDECK_DEV_PASSWORD": password,
+        "LABDECK_ADMIN_USERS": "admin",
+        **(extra_env or {}),
+    }
+    log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([LABDECK, "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    plat = Platform(f"http://127.0.0.1:{port}", state_dir, password, proc, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"labdeck up exited with {proc.returncode}:\n{plat.logs()}")
+        if "labdeck is running" in log_path.read_text(errors="replace"):
+            try:
+                if requests.get(plat.url + "/hub/health", timeout=2).status_code == 200:
+                    return plat
+            except requests.RequestException:
+                pass
+        time.sleep(0.25)
+    plat.stop()
+    raise RuntimeError(f"labdeck up not ready after {timeout}s:\n{plat.logs()}")
