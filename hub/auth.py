@@ -58,8 +58,16 @@ class LabdeckDevAuthenticator(LabdeckUsernameMixin, Authenticator):
         # Any valid username may log in locally; admins come from admin_users.
         return True
 
+    @staticmethod
+    def _raw_username(handler, data) -> str:
+        """The username as sent: tornado's get_argument strips control characters and whitespace."""
+        raw = getattr(getattr(handler, "request", None), "body_arguments", {}).get("username")
+        if raw:
+            return raw[0].decode("utf-8", "replace")
+        return (data or {}).get("username", "")
+
     async def authenticate(self, handler, data):
-        username = normalize_username((data or {}).get("username", ""))
+        username = normalize_username(self._raw_username(handler, data))
         password = (data or {}).get("password", "")
         try:
             check_username(username)
