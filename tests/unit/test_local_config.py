@@ -1,0 +1,36 @@
+from labdeck.hub.config import local_config
+
+SETTINGS = {
+    "state_dir": "/s",
+    "public_port": 8000,
+    "hub_port": 8081,
+    "proxy_api_port": 8001,
+    "broker_port": 8090,
+    "aws_endpoint": "http://127.0.0.1:5000",
+    "bucket": "labdeck-data",
+    "region": "us-east-1",
+    "admin_users": ["admin"],
+}
+SECRETS = {"cookie_secret": "00" * 32, "proxy_token": "p", "broker_token": "b", "supervisor_token": "s"}
+
+
+def test_local_config_listens_on_loopback_only_and_keeps_servers_across_hub_restarts():
+    c = local_config(SETTINGS, SECRETS)
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000"
+    assert c.JupyterHub.hub_bind_url == "http://127.0.0.1:8081"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.JupyterHub.db_url == "sqlite:////s/jupyterhub.sqlite"
+
+
+def test_local_config_wires_the_broker_service_with_least_scopes():
+    c = local_config(SETTINGS, SECRETS)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["broker"] == {"name": "broker", "url": "http://127.0.0.1:8090", "api_token": "b"}
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["labdeck-broker"]["scopes"] == ["read:users", "read:users:groups"]
+    sp = c.LabdeckLocalProcessSpawner
+    assert sp.broker_url == "http://127.0.0.1:8090/services/broker/"
+    assert sp.s3_bucket == "labdeck-data"
+    assert sp.homes_dir == "/s/homes"
+    assert c.Authenticator.admin_users == {"admin"}
