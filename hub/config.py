@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from traitlets.config import Config
 
+from .performance import performance_config
+
 BROKER_SERVICE = "broker"
 SUPERVISOR_SERVICE = "labdeck-supervisor"
 
@@ -46,7 +48,6 @@ def local_config(settings: dict, secrets: dict) -> Config:
     hub.cleanup_proxy = False
     hub.allow_named_servers = True
     hub.named_server_limit_per_user = settings.get("named_server_limit", 3)
-    hub.concurrent_spawn_limit = settings.get("concurrent_spawn_limit", 100)
     hub.authenticator_class = "labdeck-dev"
     hub.spawner_class = "labdeck-local"
     hub.services = [
@@ -75,6 +76,5 @@ def local_config(settings: dict, secrets: dict) -> Config:
     sp.aws_region = settings["region"]
     sp.s3_bucket = settings["bucket"]
     sp.aws_endpoint_url = settings["aws_endpoint"]
-    sp.http_timeout = settings.get("http_timeout", 60)
-    sp.start_timeout = settings.get("start_timeout", 120)
+    c.merge(performance_config(settings))
     return c
