@@ -31,7 +31,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- /* labdeck.imagePullSecrets: the pod-spec block, or nothing. */}}
 {{- define "labdeck.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
 {{- range . }}
   - name: {{ . }}

@@ -34,7 +34,7 @@ spec:
     spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 0
-      {{- include "labdeck.imagePullSecrets" $root | nindent 6 }}
+      {{- with include "labdeck.imagePullSecrets" $root }}{{ . | nindent 6 }}{{- end }}
       securityContext:
         {{- include "labdeck.podSecurityContext" (dict "uid" 65534 "gid" 65534) | nindent 8 }}
       {{- with $root.Values.singleuser.nodeSelector }}
