@@ -7,7 +7,7 @@ STAMP := $(VENV)/.labdeck-installed
 CHP := node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: up test deps unit integration browser-deps r-kernel kube-up kube-down bench clean
+.PHONY: up test deps unit integration browser-deps r-kernel kube-up kube-down kube-binaries bench clean
 
 ## up: install everything into .venv/node_modules and run the platform on http://127.0.0.1:8000
 up: deps
@@ -33,6 +33,14 @@ $(CHP): package.json package-lock.json
 r-kernel: deps
 	apt-get install -y --no-install-recommends r-base-core r-cran-irkernel
 	Rscript -e 'IRkernel::installspec(prefix="$(CURDIR)/$(VENV)")'
+
+## kube-binaries: build (once) and cache kube-apiserver for the tests/kube harness (~5 min cold)
+kube-binaries:
+	bash tests/kube/build-apiserver.sh
+
+## kube-up: run a local etcd + kube-apiserver on 127.0.0.1 (prints KUBECONFIG; Ctrl-C stops)
+kube-up: deps kube-binaries
+	$(PY) -m tests.kube.cluster up
 
 clean:
 	rm -rf $(VENV) node_modules
