@@ -1,0 +1,68 @@
+"""The pinned requirement files: the single-user image and `make up` install the same packages."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB = ROOT / "images/hub/requirements.txt"
+SINGLEUSER = ROOT / "images/singleuser/requirements.txt"
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]+\])?==(?P<version>[^\s;#]+)$")
+
+
+def _lines(path):
+    return [s for s in (line.split("#", 1)[0].strip() for line in path.read_text().splitlines()) if s]
+
+
+def _pins(path):
+    pins = {}
+    for line in _lines(path):
+        m = PIN.match(line)
+        assert m, f"{path.name}: not pinned with ==: {line!r}"
+        name = re.sub(r"[-_.]+", "-", m["name"]).lower()
+        assert name not in pins, f"{path.name}: {name} pinned twice"
+        pins[name] = m["version"]
+    return pins
+
+
+@pytest.mark.parametrize("path", [HUB, SINGLEUSER], ids=["hub", "singleuser"])
+def test_every_line_is_pinned(path):
+    assert _pins(path)
+
+
+def test_shared_pins_agree():
+    hub, su = _pins(HUB), _pins(SINGLEUSER)
+    disagree = {n: (hub[n], su[n]) for n in hub.keys() & su.keys() if hub[n] != su[n]}
+    assert not disagree
+
+
+def test_singleuser_image_installs_the_file_make_installs():
+    dockerfile = (ROOT / "images/singleuser/Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "images/singleuser/requirements.txt" in makefile
+    assert re.search(r"^COPY images/singleuser/requirements\.txt (\S+)$", dockerfile, re.M)
+    target = re.search(r"^COPY images/singleuser/requirements\.txt (\S+)$", dockerfile, re.M)[1]
+    assert f"pip install --no-cache-dir -r {target}" in dockerfile
+    # nothing else is installed from PyPI by name: only the requirement file and labdeck's own wheel
+    installs = re.findall(r"pip install ([^\\\n&]+)", dockerfile)
+    for args in installs:
+        assert f"-r {target}" in args or ".whl" in args, args
+
+
+def test_hub_image_installs_its_requirement_file():
+    dockerfile = (ROOT / "images/hub/Dockerfile").read_text()
+    assert "-r /tmp/requirements.txt" in dockerfile and "COPY images/hub/requirements.txt /tmp/requirements.txt" in dockerfile
+
+
+def test_singleuser_has_the_proxies_for_rstudio():
+    su = _pins(SINGLEUSER)
+    assert {"jupyter-server-proxy", "jupyter-rsession-proxy", "jupyterlab"} <= su.keys()
+
+
+def test_hub_requirements_cover_labdeck_dependencies():
+    """The hub image installs labdeck with --no-deps, so every dependency must be pinned there."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", d)[0]).lower() for d in deps}
+    assert names <= _pins(HUB).keys(), names - _pins(HUB).keys()
