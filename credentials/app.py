@@ -26,20 +26,24 @@ from traitlets.config import Application
 
 from .cache import CredentialCache
 from .grants import GrantConfigError, resolve_grants, validate_grant_config
-from .handlers import CredentialsHandler, HealthHandler, WhoAmIHandler
-from .providers.aws import AWSProvider
+from .handlers import CredentialsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
 from .providers.base import CredentialProvider, Identity
-from .providers.local_aws import LocalAWSProvider
 
-#: provider names usable in ``BrokerApp.providers`` → class
-PROVIDER_CLASSES: dict[str, type[CredentialProvider]] = {
-    "aws": AWSProvider,
-    "local-aws": LocalAWSProvider,
+#: provider names usable in ``BrokerApp.providers`` → "module:Class" (imported on use)
+PROVIDER_CLASSES: dict[str, str] = {
+    "aws": "labdeck.credentials.providers.aws:AWSProvider",
+    "local-aws": "labdeck.credentials.providers.local_aws:LocalAWSProvider",
+    "gcp": "labdeck.credentials.providers.gcp:GCPProvider",
+    "local-gcp": "labdeck.credentials.providers.local_gcp:LocalGCPProvider",
 }
 
 
-def register_provider(key: str, cls: type[CredentialProvider]) -> None:
-    PROVIDER_CLASSES[key] = cls
+def provider_class(key: str) -> type[CredentialProvider]:
+    """The provider class registered under ``key``."""
+    import importlib
+
+    module, _, name = PROVIDER_CLASSES[key].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class BrokerApp(Application):
@@ -115,6 +119,18 @@ class BrokerApp(Application):
             raise ValueError(f"BrokerApp.grants: {e}") from None
         return proposal.value
 
+    grants_file = Unicode(
+        config=True,
+        help="""A JSON or YAML file with the grants (same shape as ``grants``), re-read when it changes.
+
+        When set, it replaces ``grants``. Editing it takes effect at each user's
+        next credential refresh, without restarting the broker or any server.
+        A file that fails validation is refused (logged) and the previous grants stay.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
     cache_margin_seconds = Integer(
         1200,
         config=True,
@@ -145,7 +161,7 @@ class BrokerApp(Application):
 
     @property
     def classes(self):
-        return [BrokerApp, *PROVIDER_CLASSES.values()]
+        return [BrokerApp, *(provider_class(k) for k in self.providers if k in PROVIDER_CLASSES)]
 
     # ------------------------------------------------------------------ setup
 
@@ -159,7 +175,7 @@ class BrokerApp(Application):
             raise ValueError(f"BrokerApp.providers: unknown provider(s) {unknown}; known: {sorted(PROVIDER_CLASSES)}")
         self.providers_by_name: dict[str, CredentialProvider] = {}
         for key in self.providers:
-            prov = PROVIDER_CLASSES[key](parent=self, log=self.log)
+            prov = provider_class(key)(parent=self, log=self.log)
             self.providers_by_name[prov.name] = prov
             if prov.ttl_seconds <= self.cache_margin_seconds:
                 self.log.warning(
@@ -171,6 +187,8 @@ class BrokerApp(Application):
         self.hub_auth = HubAuth(parent=self, cache_max_age=self.hub_cache_seconds)
         self.cache = CredentialCache(margin=self.cache_margin_seconds)
         self._groups_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._file_grants: dict = {}
+        self._grants_mtime = None
         self.started = time.time()
         self.requests_served = 0
 
@@ -181,6 +199,8 @@ class BrokerApp(Application):
                 (prefix + r"health", HealthHandler),
                 (prefix + r"whoami", WhoAmIHandler),
                 (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
+                (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
+                (prefix.rstrip("/") + r"/?", HealthHandler),
             ],
             broker=self,
             log_function=self._log_request,
@@ -221,15 +241,41 @@ class BrokerApp(Application):
         self._groups_cache[name] = (time.time(), groups)
         return groups
 
+    def current_grants(self) -> dict:
+        """``grants``, or the grants file's content if it is set (re-read when its mtime changes)."""
+        if not self.grants_file:
+            return self.grants
+        try:
+            mtime = os.stat(self.grants_file).st_mtime_ns
+        except OSError:
+            self.log.error("Grants file %s is missing; keeping the previous grants", self.grants_file)
+            return self._file_grants
+        if mtime != self._grants_mtime:
+            try:
+                with open(self.grants_file) as f:
+                    text = f.read()
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+                validate_grant_config(data)
+            except (OSError, ValueError, yaml.YAMLError) as e:
+                self.log.error("Refusing grants file %s: %s", self.grants_file, e)
+                self._grants_mtime = mtime
+                return self._file_grants
+            self._file_grants = data
+            self._grants_mtime = mtime
+            self.log.info("Loaded grants from %s", self.grants_file)
+        return self._file_grants
+
     async def credentials(self, provider: CredentialProvider, ident: Identity) -> dict:
-        grants = resolve_grants(self.grants, ident.name, ident.groups)
+        grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
         fingerprint = hashlib.sha256(repr(grants).encode()).hexdigest()
         cred = await self.cache.get((provider.name, ident.name), fingerprint, lambda: provider.issue(ident, grants))
         self.requests_served += 1
         return provider.render(cred)
 
     def describe(self, ident: Identity) -> dict:
-        grants = resolve_grants(self.grants, ident.name, ident.groups)
+        grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
         return {
             "name": ident.name,
             "groups": list(ident.groups),

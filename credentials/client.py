@@ -61,11 +61,34 @@ def fetch(provider: str, *, broker_url: str | None = None, token: str | None = N
     raise ClientError(last or "credential broker unreachable")
 
 
+def gcp_subject_token(token: str | None = None, now: float | None = None) -> dict:
+    """The executable-sourced subject token google-auth exchanges at the broker's ``gcp/token``.
+
+    It is the server's own JupyterHub API token, passed through a pipe to
+    google-auth, which sends it to the broker in a POST body: no file on disk
+    holds it and it never appears in a URL.
+    """
+    token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not token:
+        return {"version": 1, "success": False, "code": "401", "message": "JUPYTERHUB_API_TOKEN is not set"}
+    return {
+        "version": 1,
+        "success": True,
+        "token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "id_token": token,
+        "expiration_time": int((time.time() if now is None else now) + 300),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in ("aws",):
-        print("usage: labdeck-credentials aws", file=sys.stderr)
+    if len(argv) != 1 or argv[0] not in ("aws", "gcp-subject"):
+        print("usage: labdeck-credentials aws | gcp-subject", file=sys.stderr)
         return 2
+    if argv[0] == "gcp-subject":
+        body = gcp_subject_token()
+        json.dump(body, sys.stdout)
+        return 0 if body["success"] else 1
     try:
         body = fetch(argv[0])
     except ClientError as e:

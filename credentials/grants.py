@@ -46,6 +46,8 @@ class S3Grant:
 class BigQueryGrant:
     dataset: str  # "project.dataset"
     access: str  # "ro" | "rw"
+    #: on real GCP: the service account to impersonate for this dataset ("" = provider default)
+    service_account: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,13 @@ def _parse_block(block, where: str) -> tuple[list[S3Grant], list[BigQueryGrant]]
         ds = entry.get("dataset")
         if not isinstance(ds, str) or ds.count(".") != 1 or not all(ds.split(".")):
             raise GrantConfigError(f"{w}: 'dataset' must look like 'project.dataset', not {ds!r}")
-        bq.append(BigQueryGrant(ds, _check_access(entry.get("access", "ro"), w)))
+        sa = entry.get("service_account", "")
+        if not isinstance(sa, str) or (sa and "@" not in sa):
+            raise GrantConfigError(f"{w}: 'service_account' must be a service account email")
+        unknown = set(entry) - {"dataset", "access", "service_account"}
+        if unknown:
+            raise GrantConfigError(f"{w}: unknown key(s) {sorted(unknown)}")
+        bq.append(BigQueryGrant(ds, _check_access(entry.get("access", "ro"), w), sa))
     return s3, bq
 
 
@@ -133,6 +141,7 @@ def resolve_grants(config: dict, username: str, groups: list[str] | tuple[str, .
     validate_grant_config(config)
     s3: dict[str, str] = {}
     bq: dict[str, str] = {}
+    bq_sa: dict[str, str] = {}
     sources = []
 
     def add(block, where):
@@ -143,6 +152,8 @@ def resolve_grants(config: dict, username: str, groups: list[str] | tuple[str, .
         for g in bq_list:
             if bq.get(g.dataset) != "rw":
                 bq[g.dataset] = g.access
+            if g.service_account:
+                bq_sa.setdefault(g.dataset, g.service_account)
         if s3_list or bq_list:
             sources.append(where)
 
@@ -171,6 +182,6 @@ def resolve_grants(config: dict, username: str, groups: list[str] | tuple[str, .
     return Grants(
         s3=tuple(S3Grant(p, a) for p, a in sorted(s3.items())),
         s3_denied=tuple(sorted(denied)),
-        bigquery=tuple(BigQueryGrant(d, a) for d, a in sorted(bq.items())),
+        bigquery=tuple(BigQueryGrant(d, a, bq_sa.get(d, "")) for d, a in sorted(bq.items())),
         sources=tuple(sources),
     )

@@ -100,3 +100,41 @@ class HealthHandler(BrokerHandler):
 
     def get(self):
         self.finish(json.dumps(self.broker.health()))
+
+
+class TokenExchangeHandler(BrokerHandler):
+    """``POST <prefix><provider>/token``: an RFC 8693 token exchange for google-auth.
+
+    The server's ``external_account`` credentials file makes google-auth run
+    ``labdeck-credentials gcp-subject`` (which prints the server's own hub
+    token as the subject token) and POST it here. Errors use the OAuth error
+    format, which google-auth shows to the person.
+    """
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else "internal error in the credential broker"
+        error = {400: "invalid_request", 401: "invalid_grant", 403: "invalid_grant", 503: "temporarily_unavailable"}.get(status_code, "server_error")
+        self.finish(json.dumps({"error": error, "error_description": message}))
+
+    async def post(self, provider_name):
+        from .gcp_requests import TOKEN_EXCHANGE_GRANT
+
+        provider = self.broker.providers_by_name.get(provider_name)
+        if provider is None:
+            raise web.HTTPError(404, f"No credential provider {provider_name!r} is configured")
+        if self.get_body_argument("grant_type", "") != TOKEN_EXCHANGE_GRANT:
+            raise web.HTTPError(400, "Unsupported grant_type (expected token exchange)")
+        subject = self.get_body_argument("subject_token", "")
+        if not subject:
+            raise web.HTTPError(401, "Missing subject_token (the server's JupyterHub API token)")
+        ident = await self.broker.identify(subject)
+        if ident is None:
+            raise web.HTTPError(401, "Invalid or expired JupyterHub API token")
+        try:
+            body = await self.broker.credentials(provider, ident)
+        except UpstreamError as e:
+            raise web.HTTPError(503, str(e)) from None
+        except GrantConfigError as e:
+            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
+        self.finish(json.dumps(body))

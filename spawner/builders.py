@@ -11,16 +11,16 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from jupyterhub.slugs import safe_slug
-
 #: file names inside the server's labdeck config directory
 AWS_CONFIG = "aws_config"
+GCP_CREDENTIALS = "gcp_credentials.json"
 
 
 def bigquery_dataset(username: str, template: str = "user_{username}") -> str:
     """The user's own BigQuery dataset: letters, digits and underscores only, collision-free."""
-    slug = safe_slug(username, max_length=1000).replace("-", "_")
-    return template.format(username=slug)
+    from labdeck.credentials.gcp_requests import user_dataset
+
+    return user_dataset(username, template)
 
 
 def aws_config(region: str, credential_command: list[str]) -> str:
@@ -33,9 +33,38 @@ def aws_config(region: str, credential_command: list[str]) -> str:
     return f"[default]\nregion = {region}\ncredential_process = {command}\n"
 
 
-def server_files(*, region: str, credential_command: list[str]) -> dict[str, str]:
+def gcp_credentials(broker_url: str, credential_command: list[str]) -> str:
+    """A ``GOOGLE_APPLICATION_CREDENTIALS`` file that google-auth refreshes through the broker.
+
+    ``external_account`` with an executable source: google-auth runs the
+    in-server client for a subject token (the server's own hub token, via a
+    pipe), exchanges it at the broker's ``gcp/token`` and refreshes about four
+    minutes before expiry. The file holds no secret. Needs
+    ``GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1`` in the environment.
+    """
+    import json
+
+    command = " ".join(shlex.quote(part) for part in credential_command)
+    return json.dumps(
+        {
+            "type": "external_account",
+            "audience": "//labdeck/credential-broker",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": broker_url.rstrip("/") + "/gcp/token",
+            "credential_source": {"executable": {"command": command, "timeout_millis": 30000}},
+        },
+        indent=2,
+    )
+
+
+def server_files(
+    *, region: str, credential_command: list[str], broker_url: str = "", gcp: bool = False
+) -> dict[str, str]:
     """File name → content for the server's labdeck config directory."""
-    return {AWS_CONFIG: aws_config(region, credential_command)}
+    files = {AWS_CONFIG: aws_config(region, [*credential_command, "aws"])}
+    if gcp:
+        files[GCP_CREDENTIALS] = gcp_credentials(broker_url, [*credential_command, "gcp-subject"])
+    return files
 
 
 def server_env(
@@ -46,6 +75,9 @@ def server_env(
     aws_region: str,
     s3_bucket: str,
     aws_endpoint_url: str = "",
+    gcp_project: str = "",
+    bq_dataset: str = "",
+    bigquery_emulator_host: str = "",
 ) -> dict[str, str]:
     """Environment variables labdeck adds to a user server.
 
@@ -81,4 +113,11 @@ def server_env(
         env["LABDECK_S3_HOME"] = f"s3://{s3_bucket}/home/{username}/"
     if aws_endpoint_url:
         env["AWS_ENDPOINT_URL"] = aws_endpoint_url
+    if gcp_project:
+        env["GOOGLE_CLOUD_PROJECT"] = gcp_project
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = posixpath.join(files_dir, GCP_CREDENTIALS)
+        env["GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES"] = "1"
+        env["LABDECK_BQ_DATASET"] = bq_dataset
+    if bigquery_emulator_host:
+        env["BIGQUERY_EMULATOR_HOST"] = bigquery_emulator_host
     return env

@@ -9,13 +9,36 @@ their cloud credentials are isolated in both modes.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Unicode, default
 
+from . import onboarding
 from .mixin import LabdeckSpawnerMixin
+
+
+def local_capabilities() -> dict[str, str]:
+    """Capability → why it is missing on this machine (absent key: available)."""
+    missing = {}
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = KernelSpecManager().find_kernel_specs()
+    except Exception:
+        specs = {}
+    if "ir" not in specs:
+        missing["r"] = "R and IRkernel are not installed here (run `make r-kernel`)"
+    if not shutil.which("rserver"):
+        missing["rstudio"] = "RStudio needs the labdeck image (Kubernetes); RStudio Server is not installed here"
+    else:
+        try:
+            import jupyter_rsession_proxy  # noqa: F401
+        except ImportError:
+            missing["rstudio"] = "jupyter-rsession-proxy is not installed here"
+    return missing
 
 
 class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner):
@@ -65,6 +88,21 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner)
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.append("--allow-root")
         return args
+
+    def labdeck_unavailable(self):
+        missing = local_capabilities()
+        out = {}
+        for p in self.profiles:
+            reasons = [missing[r] for r in p.get("requires", []) if r in missing]
+            if reasons:
+                out[p["slug"]] = "; ".join(reasons)
+        return out
+
+    async def labdeck_prepare_home(self):
+        os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+        copied = onboarding.copy_missing(self.onboarding_dirs, self.home_dir)
+        if copied:
+            self.log.info("Onboarding files for %s: %s", self.user.name, ", ".join(copied))
 
     async def labdeck_write_files(self, files):
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)

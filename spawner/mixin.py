@@ -22,11 +22,12 @@ import asyncio
 import json
 import time
 
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Bool, Float, List, Unicode
+from traitlets import Bool, Dict, Float, List, Unicode, default, validate
 from traitlets.config import Configurable
 
-from . import builders
+from . import builders, profiles
 
 
 class LabdeckSpawnerMixin(Configurable):
@@ -70,13 +71,42 @@ class LabdeckSpawnerMixin(Configurable):
         """,
     )
 
+    gcp_project = Unicode(
+        config=True,
+        help="""``GOOGLE_CLOUD_PROJECT`` of user servers. Empty: BigQuery is not wired.
+
+        When set, servers get a ``GOOGLE_APPLICATION_CREDENTIALS`` file that
+        ``google.auth.default()`` picks up and refreshes through the broker.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    bigquery_dataset_template = Unicode(
+        "user_{username}",
+        config=True,
+        help="""The user's own dataset (``LABDECK_BQ_DATASET``); must match the broker's ``GCPProvider.dataset_template``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    bigquery_emulator_host = Unicode(
+        config=True,
+        help="""``BIGQUERY_EMULATOR_HOST`` for user servers: labdeck's local BigQuery endpoint. Empty on real GCP.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
     credential_command = List(
         Unicode(),
         ["labdeck-credentials"],
         config=True,
         help="""Command (argv) of the in-server credential client, as the server can run it.
 
-        ``aws`` is appended for the AWS ``credential_process``.
+        ``aws`` is appended for the AWS ``credential_process`` and
+        ``gcp-subject`` for the Google credentials file.
 
         .. versionadded:: 0.1
         """,
@@ -104,8 +134,136 @@ class LabdeckSpawnerMixin(Configurable):
         """,
     )
 
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""Profiles offered on the spawn form (KubeSpawner's ``profile_list`` idea, for every backend).
+
+        Each is a dict with ``slug``, ``display_name``, ``description``,
+        ``default``, ``groups`` (empty: everyone; otherwise only members of these
+        JupyterHub groups may use it — enforced on the server, a forged choice
+        gets a 403), ``requires`` (local capabilities: ``r``, ``rstudio``),
+        ``default_url``, and for Kubernetes ``image``, ``node_selector`` and
+        ``kubespawner_override``.
+
+        .. code-block:: python
+
+            c.LabdeckSpawnerMixin.profiles = [
+                {"slug": "jupyterlab", "display_name": "JupyterLab (Python)", "default": True},
+                {"slug": "gpu", "display_name": "GPU", "groups": ["ml"], "image": "..."},
+            ]
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("profiles")
+    def _profiles_default(self):
+        return [dict(p) for p in profiles.DEFAULT_PROFILES]
+
+    @validate("profiles")
+    def _validate_profiles(self, proposal):
+        try:
+            return profiles.normalize_profiles(proposal.value)
+        except profiles.ProfileConfigError as e:
+            raise ValueError(f"LabdeckSpawnerMixin.{e}") from None
+
+    sizes = List(
+        Dict(),
+        config=True,
+        help="""Server sizes offered on the spawn form: ``slug``, ``display_name``,
+        ``cpu_limit``, ``mem_limit``, ``cpu_guarantee``, ``mem_guarantee``,
+        ``default``, ``groups``.
+
+        Enforced as resource limits on Kubernetes; recorded (``CPU_LIMIT``,
+        ``MEM_LIMIT`` in the server's environment) by the local spawner.
+        An empty list hides the size choice.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("sizes")
+    def _sizes_default(self):
+        return [dict(s) for s in profiles.DEFAULT_SIZES]
+
+    @validate("sizes")
+    def _validate_sizes(self, proposal):
+        try:
+            return profiles.normalize_sizes(proposal.value)
+        except profiles.ProfileConfigError as e:
+            raise ValueError(f"LabdeckSpawnerMixin.{e}") from None
+
+    onboarding_dirs = List(
+        Unicode(),
+        config=True,
+        help="""Directories whose files are copied into a user's home on first start.
+
+        Existing files are never overwritten, so a person's edits survive. Later
+        directories override earlier ones for the same path; the default is
+        labdeck's own (``Welcome.ipynb``). Append a directory to extend the set,
+        or replace the list to replace it.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("onboarding_dirs")
+    def _onboarding_dirs_default(self):
+        from .onboarding import default_onboarding_dir
+
+        return [default_onboarding_dir()]
+
     #: set by the backend: where the server sees labdeck's files
     labdeck_files_dir = ""
+    #: the validated profile/size for the current start
+    labdeck_choice = None
+
+    # ------------------------------------------------------------- profiles
+
+    def labdeck_groups(self) -> set[str]:
+        return {g.name for g in getattr(self.user, "groups", [])}
+
+    def labdeck_unavailable(self) -> dict[str, str]:
+        """slug → why this backend cannot run that profile (default: it can run all)."""
+        return {}
+
+    @default("options_form")
+    def _options_form_default(self):
+        def form(spawner):
+            return profiles.render_form(spawner.profiles, spawner.sizes, spawner.labdeck_groups(), spawner.labdeck_unavailable())
+
+        return form
+
+    def options_from_form(self, formdata):
+        return profiles.options_from_form(formdata)
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        def apply(spawner, user_options):
+            spawner.labdeck_choose(user_options)
+
+        return apply
+
+    def labdeck_choose(self, user_options) -> profiles.Choice:
+        """Validate the options against profiles, sizes and the user's groups, then apply them."""
+        try:
+            choice = profiles.choose(self.profiles, self.sizes, user_options, self.labdeck_groups(), self.labdeck_unavailable())
+        except profiles.OptionsError as e:
+            self.log.warning("Refused server options for %s: %s", self._log_name, e.message)
+            raise web.HTTPError(e.status, e.message) from None
+        self.labdeck_choice = choice
+        self.labdeck_apply_choice(choice)
+        return choice
+
+    def labdeck_apply_choice(self, choice: profiles.Choice) -> None:
+        """Apply a validated choice to this spawner's traits (backends extend this)."""
+        if choice.profile.get("default_url"):
+            self.default_url = choice.profile["default_url"]
+        if choice.size:
+            for key in ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee"):
+                if choice.size.get(key) is not None:
+                    setattr(self, key, choice.size[key])
 
     # ---------------------------------------------------------------- builders
 
@@ -113,17 +271,30 @@ class LabdeckSpawnerMixin(Configurable):
         return self.broker_hub_url or self.broker_url
 
     def labdeck_env(self) -> dict[str, str]:
-        return builders.server_env(
+        env = builders.server_env(
             username=self.user.name,
             files_dir=self.labdeck_files_dir,
             broker_url=self.broker_url,
             aws_region=self.aws_region,
             s3_bucket=self.s3_bucket,
             aws_endpoint_url=self.aws_endpoint_url,
+            gcp_project=self.gcp_project,
+            bq_dataset=builders.bigquery_dataset(self.user.name, self.bigquery_dataset_template) if self.gcp_project else "",
+            bigquery_emulator_host=self.bigquery_emulator_host,
         )
+        if self.labdeck_choice is not None:
+            env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
+            if self.labdeck_choice.size:
+                env["LABDECK_SIZE"] = self.labdeck_choice.size["slug"]
+        return env
 
     def labdeck_files(self) -> dict[str, str]:
-        return builders.server_files(region=self.aws_region, credential_command=[*self.credential_command, "aws"])
+        return builders.server_files(
+            region=self.aws_region,
+            credential_command=list(self.credential_command),
+            broker_url=self.broker_url,
+            gcp=bool(self.gcp_project),
+        )
 
     def get_env(self):
         env = super().get_env()
@@ -183,6 +354,9 @@ class LabdeckSpawnerMixin(Configurable):
     async def labdeck_write_files(self, files: dict[str, str]) -> None:
         raise NotImplementedError("Override in the backend subclass. Must be a coroutine.")
 
+    async def labdeck_prepare_home(self) -> None:
+        """Backend hook: make the home exist and hold the onboarding files (default: nothing)."""
+
     async def _issue_credentials(self, provider: str = "aws") -> None:
         """Ask the broker for this user's credentials with the server's own token."""
         url = self._broker_hub_url().rstrip("/") + f"/{provider}/credentials"
@@ -202,18 +376,32 @@ class LabdeckSpawnerMixin(Configurable):
                 reason = json.loads(resp.body).get("error", "")
             except Exception:
                 reason = ""
-            raise RuntimeError(f"Could not issue {provider.upper()} credentials: {reason or f'HTTP {resp.code}'}")
+            label = {"aws": "S3", "gcp": "BigQuery"}.get(provider, provider)
+            raise RuntimeError(f"Could not issue {label} credentials: {reason or f'HTTP {resp.code}'}")
+
+    async def _issue_all(self, steps) -> None:
+        results = await asyncio.gather(*(self._issue_credentials(p) for p, _ in steps), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
 
     async def start(self):
         self._progress_reset()
         t0 = time.monotonic()
         try:
-            self._progress(10, "Preparing your server's cloud configuration")
+            if self.labdeck_choice is None:
+                # apply_user_options was replaced or skipped: never start unchecked
+                self.labdeck_choose(self.user_options)
+            self._progress(5, f"Checking profile: {self.labdeck_choice.profile['display_name']}")
+            self._progress(10, "Preparing home")
+            await self.labdeck_prepare_home()
             await self.labdeck_write_files(self.labdeck_files())
             issuing = None
             if self.issue_credentials_at_start and self.broker_url:
-                self._progress(20, "Issuing S3 credentials")
-                issuing = asyncio.ensure_future(self._issue_credentials("aws"))
+                steps = [("aws", "S3")] + ([("gcp", "BigQuery")] if self.gcp_project else [])
+                for _, label in steps:
+                    self._progress(20, f"Issuing {label} credentials")
+                issuing = asyncio.ensure_future(self._issue_all(steps))
             self._progress(30, "Starting server")
             try:
                 result = await super().start()
@@ -228,8 +416,10 @@ class LabdeckSpawnerMixin(Configurable):
                     self._progress(95, f"Spawn failed: {e}")
                     await self.stop(now=True)
                     raise RuntimeError(str(e)) from None
-                self._progress(80, "S3 credentials ready")
+                self._progress(80, "Cloud credentials ready")
             self.log.info("labdeck start steps for %s took %.0f ms", self._log_name, 1000 * (time.monotonic() - t0))
             return result
         finally:
             self._labdeck_done = True
+            # the next start validates its own options again
+            self.labdeck_choice = None

@@ -12,7 +12,7 @@ from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 def labdeck_classes():
     classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp}
-    classes |= set(broker_app.PROVIDER_CLASSES.values())
+    classes |= {broker_app.provider_class(k) for k in broker_app.PROVIDER_CLASSES}
     return sorted(classes, key=lambda c: c.__name__)
 
 
