@@ -77,6 +77,15 @@ def test_hub_config_aws_eks(load):
     assert "delete:servers" in roles["labdeck-idle-culler"]["scopes"]
 
 
+def test_profiles_pass_the_mixin_validator(load):
+    from labdeck.spawner.profiles import normalize_profiles
+
+    for values in (EXAMPLE["aws-eks.yaml"], EXAMPLE["gke.yaml"], LINT_VALUES):
+        c = load(values, HUB, secret="lint-hub" if values == LINT_VALUES else "rel-labdeck-hub")
+        assert normalize_profiles(c.LabdeckSpawnerMixin.profiles)
+    assert "profiles" not in load(None, HUB).LabdeckSpawnerMixin  # chart default: the mixin's own
+
+
 def test_hub_config_dev_login(load):
     c = load(EXAMPLE["k3s-ci.yaml"], HUB)
     assert c.JupyterHub.authenticator_class == "labdeck-dev"
@@ -92,7 +101,7 @@ def test_hub_config_passthrough_and_extra_config(load):
     assert c.JupyterHub.template_vars == {"org": "Example"}
     assert c.JupyterHub.base_url == "/labdeck/"
     assert c.ConfigurableHTTPProxy.auth_token == "lint-proxy-token"
-    assert c.LabdeckSpawnerMixin.onboarding_dir == "/opt/labdeck/onboarding"
+    assert c.LabdeckSpawnerMixin.onboarding_dirs.get_value([]) == ["/opt/labdeck/onboarding"]
     assert "--remove-named-servers" in c.JupyterHub.services[1]["command"]
 
 
@@ -110,6 +119,7 @@ def test_broker_config(load):
     assert c.AWSProvider.ttl_seconds == 7200
     assert c.GCPProvider.project == "lint-project"
     assert c.GCPProvider.service_account == "users@lint-project.iam.gserviceaccount.com"
+    assert (c.GCPProvider.ttl_seconds, c.GCPProvider.dataset_template) == (3600, "user_{username}")
 
 
 def test_broker_config_validates_with_broker_app(load):

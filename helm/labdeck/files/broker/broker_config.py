@@ -27,4 +27,5 @@ setif(c.AWSProvider, "endpoint_url", "cloud.aws.endpointUrl")
 # ---- GCP: service-account impersonation for BigQuery ------------------------------
 setif(c.GCPProvider, "project", "cloud.gcp.project")
 setif(c.GCPProvider, "service_account", "cloud.gcp.serviceAccount")
-setif(c.GCPProvider, "lifetime_seconds", "cloud.gcp.lifetimeSeconds")
+setif(c.GCPProvider, "ttl_seconds", "cloud.gcp.lifetimeSeconds")
+setif(c.GCPProvider, "dataset_template", "cloud.gcp.bigqueryDatasetTemplate")

@@ -111,9 +111,10 @@ setif(mixin, "aws_endpoint_url", "cloud.aws.endpointUrl")
 setif(mixin, "gcp_project", "cloud.gcp.project")
 setif(mixin, "bigquery_dataset_template", "cloud.gcp.bigqueryDatasetTemplate")
 setif(mixin, "bigquery_emulator_host", "cloud.gcp.bigqueryEmulatorHost")
-mixin.profiles = get("singleuser.profiles", [])
+if get("singleuser.profiles"):  # empty keeps labdeck's defaults (JupyterLab, JupyterLab with R, RStudio)
+    mixin.profiles = get("singleuser.profiles")
 if get("singleuser.onboardingDir"):
-    mixin.onboarding_dir = get("singleuser.onboardingDir")
+    mixin.onboarding_dirs.append(get("singleuser.onboardingDir"))  # after labdeck's welcome files
 
 # ---- services: credential broker, idle culler -----------------------------------
 services = [
