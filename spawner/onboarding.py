@@ -64,5 +64,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def singleuser_main(argv=None) -> None:
+    """``labdeck-singleuser``: onboarding, then ``exec jupyterhub-singleuser`` with the same arguments."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        main([])
+    except OSError as e:  # a read-only or full home must not keep the server from starting
+        print(f"labdeck: onboarding skipped: {e}", file=sys.stderr)
+    exe = shutil.which("jupyterhub-singleuser") or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
+    os.execv(exe, [exe, *argv])
+
+
 if __name__ == "__main__":
     sys.exit(main())
