@@ -13,7 +13,21 @@ from traitlets.config import Config
 
 from .performance import performance_config
 
+import html
+
 BROKER_SERVICE = "broker"
+
+DEFAULT_BANNER = (
+    "labdeck is for <strong>exploration and prototyping</strong>. "
+    "Anything that must run again becomes a parameterized, recorded run or moves to a code-first pipeline."
+)
+
+
+def banner_html(text: str | None) -> str:
+    """The home-page banner: labdeck's default (HTML), or an admin's text (escaped)."""
+    if text is None:
+        return DEFAULT_BANNER
+    return html.escape(text)
 SUPERVISOR_SERVICE = "labdeck-supervisor"
 
 
@@ -48,6 +62,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
     hub.cleanup_proxy = False
     hub.allow_named_servers = True
     hub.named_server_limit_per_user = settings.get("named_server_limit", 3)
+    hub.template_vars = {"announcement_home": banner_html(settings.get("banner"))}
     hub.authenticator_class = "labdeck-dev"
     hub.spawner_class = "labdeck-local"
     hub.services = [

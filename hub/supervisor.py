@@ -181,6 +181,8 @@ class Supervisor:
             "admin_users": parse_admin_users(self.env.get("LABDECK_ADMIN_USERS", "")),
             "credential_ttl": ttl,
         }
+        if self.env.get("LABDECK_BANNER") is not None:
+            settings["banner"] = self.env["LABDECK_BANNER"]
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)

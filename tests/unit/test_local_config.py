@@ -34,3 +34,10 @@ def test_local_config_wires_the_broker_service_with_least_scopes():
     assert sp.s3_bucket == "labdeck-data"
     assert sp.homes_dir == "/s/homes"
     assert c.Authenticator.admin_users == {"admin"}
+
+
+def test_banner_default_and_admin_text_is_escaped():
+    c = local_config(SETTINGS, SECRETS)
+    assert "exploration and prototyping" in c.JupyterHub.template_vars["announcement_home"]
+    c = local_config({**SETTINGS, "banner": "<script>x</script> Data platform"}, SECRETS)
+    assert c.JupyterHub.template_vars["announcement_home"] == "&lt;script&gt;x&lt;/script&gt; Data platform"
