@@ -1,0 +1,372 @@
+"""The local Kubernetes harness itself: a real kube-apiserver, and pods run as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import stat
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tests.kube.cluster import LocalCluster
+from tests.kube.kubelet import KubeletThread, ProcessKubelet, raw
+
+pytestmark = pytest.mark.k8s
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
+                     what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+async def core(kube_cluster: LocalCluster):
+    """A CoreV1Api as the admin user, on this test's event loop."""
+    api = await config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    try:
+        yield client.CoreV1Api(api)
+    finally:
+        await api.close()
+
+
+async def read_pod(core: client.CoreV1Api, ns: str, name: str) -> dict | None:
+    try:
+        return await raw(core.read_namespaced_pod(name, ns, _preload_content=False))
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def is_ready(pod: dict | None) -> bool:
+    conds = (pod or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def pod_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+# ---- the API server --------------------------------------------------------------------------
+
+
+def test_cluster_serves_version(kube_cluster: LocalCluster) -> None:
+    status, body = kube_cluster.request("/version")
+    assert status == 200
+    assert json.loads(body)["gitVersion"] == "v1.20.2"
+    assert kube_cluster.url.startswith("https://127.0.0.1:")
+    for f in (kube_cluster.kubeconfig, kube_cluster.admin_token_file):
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+
+
+async def test_version_via_client_and_namespace(core: client.CoreV1Api,
+                                                kube_cluster: LocalCluster) -> None:
+    api = await config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    async with api:
+        info = await client.VersionApi(api).get_code()
+    assert info.minor == "20"
+    name = pod_name("ns")
+    await core.create_namespace({"metadata": {"name": name}})
+    ns = await core.read_namespace(name)
+    assert ns.status.phase == "Active"
+
+
+async def test_anonymous_cannot_list_secrets(kube_cluster: LocalCluster) -> None:
+    """RBAC is on: without the token, secrets are forbidden."""
+    req = urllib.request.Request(kube_cluster.url + "/api/v1/secrets")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5, context=kube_cluster._ssl_context())
+    assert err.value.code in (401, 403)
+
+
+# ---- pods as processes -----------------------------------------------------------------------
+
+
+async def test_pod_runs_as_a_process(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                     kube_namespace: str) -> None:
+    ns, name = kube_namespace, pod_name("web")
+    secret_name = f"{name}-secret"
+    await core.create_namespaced_secret(ns, {
+        "metadata": {"name": secret_name},
+        "data": {
+            "token": base64.b64encode(b"s3cr3t-value").decode(),
+            "greeting": base64.b64encode(b"hello from a secret").decode(),
+        },
+    })
+    mount = f"/etc/labdeck-harness-{name}"
+    await core.create_namespaced_pod(ns, {
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "web",
+                "image": "python:3.11-slim",
+                "command": [sys.executable, "-m", "http.server"],
+                "args": ["--bind", "$(POD_IP)", "8000"],
+                "workingDir": mount,
+                "env": [
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "POD_NAME",
+                     "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "GREETING", "valueFrom": {
+                        "secretKeyRef": {"name": secret_name, "key": "greeting"}}},
+                    {"name": "SERVICE_URL", "value": "http://0.0.0.0:8000/"},
+                ],
+                "envFrom": [{"secretRef": {"name": secret_name}, "prefix": "S_"}],
+                "volumeMounts": [{"name": "creds", "mountPath": mount, "readOnly": True}],
+            }],
+            "volumes": [{"name": "creds", "secret": {
+                "secretName": secret_name,
+                "defaultMode": 0o400,
+                "items": [
+                    {"key": "token", "path": "token"},
+                    {"key": "greeting", "path": "sub/greeting.txt", "mode": 0o600},
+                ],
+            }}],
+        },
+    })
+
+    pod = await eventually(lambda: _ready_pod(core, ns, name), what="pod Ready")
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("127.0.1."), ip
+    assert pod["spec"]["nodeName"] == kubelet.node_name
+    assert pod["status"]["phase"] == "Running"
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["ready"] is True and "startedAt" in cs["state"]["running"]
+    assert {c["type"] for c in pod["status"]["conditions"]} >= {
+        "PodScheduled", "Initialized", "ContainersReady", "Ready"}
+
+    # the server answers on the pod IP, serving the mounted secret (workingDir = mount)
+    await eventually(lambda: asyncio.to_thread(port_open, ip, 8000), what="port 8000")
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://{ip}:8000/token", timeout=5).read())
+    assert body == b"s3cr3t-value"
+
+    # the secret files on the host: content and modes
+    run = next(r for r in kubelet.runs.values() if r.name == name)
+    vol = run.dir / "volumes" / "creds"
+    assert (vol / "token").read_bytes() == b"s3cr3t-value"
+    assert stat.S_IMODE((vol / "token").stat().st_mode) == 0o400
+    assert stat.S_IMODE((vol / "sub/greeting.txt").stat().st_mode) == 0o600
+
+    # env: secretKeyRef, envFrom with prefix, fieldRef, 0.0.0.0 rewritten to the pod IP
+    pid = kubelet.pid(name)
+    assert pid is not None
+    env = dict(
+        kv.split("=", 1)
+        for kv in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in kv
+    )
+    assert env["GREETING"] == "hello from a secret"
+    assert env["S_token"] == "s3cr3t-value"
+    assert env["POD_IP"] == ip and env["POD_NAME"] == name
+    assert env["SERVICE_URL"] == f"http://{ip}:8000/"
+
+    # events through the events API, in order
+    async def reasons() -> list[str]:
+        evs = await core.list_namespaced_event(
+            ns, field_selector=f"involvedObject.name={name}")
+        return [e.reason for e in sorted(evs.items, key=lambda e: e.metadata.name)]
+
+    got = await eventually(
+        lambda: _has_all(reasons, ["Scheduled", "Pulling", "Pulled", "Created", "Started"]),
+        what="events")
+    assert got[:5] == ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
+
+    # deleting (with a grace period) kills the process and the pod goes away
+    await core.delete_namespaced_pod(name, ns)
+    await eventually(lambda: _gone(core, ns, name), what="pod deleted")
+    await eventually(lambda: asyncio.to_thread(lambda: not alive(pid)), what="process gone")
+    assert not port_open(ip, 8000)
+    assert not vol.exists()
+    assert not Path(mount).exists(), "mount point created on the host was not removed"
+
+
+async def test_exit_codes_set_phase(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                    kube_namespace: str) -> None:
+    ns = kube_namespace
+    names = {}
+    for code in (0, 3):
+        names[code] = pod_name(f"exit{code}")
+        await core.create_namespaced_pod(ns, _pod(
+            names[code], [sys.executable, "-c", f"import sys; sys.exit({code})"]))
+    for code, phase in ((0, "Succeeded"), (3, "Failed")):
+        pod = await eventually(lambda: _phase(core, ns, names[code], phase), what=phase)
+        term = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert term["exitCode"] == code
+        await core.delete_namespaced_pod(names[code], ns, grace_period_seconds=0)
+
+
+async def test_default_command_by_image(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                        kube_namespace: str) -> None:
+    """Without ``command``, the image's entrypoint comes from ``default_commands``."""
+    image = "labdeck/harness-echo:1"
+    kubelet.default_commands[image] = [sys.executable, "-c",
+                                       "import sys; print('entry', *sys.argv[1:])"]
+    name = pod_name("entry")
+    await core.create_namespaced_pod(kube_namespace, _pod(name, None, image=image,
+                                                          args=["a", "$(X)"],
+                                                          env=[{"name": "X", "value": "b"}]))
+    await eventually(lambda: _phase(core, kube_namespace, name, "Succeeded"), what="Succeeded")
+    assert kubelet.log_path(name).read_text().strip() == "entry a b"
+    await core.delete_namespaced_pod(name, kube_namespace, grace_period_seconds=0)
+
+
+async def test_pvc_is_bound_and_persists(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                         kube_namespace: str) -> None:
+    ns, claim = kube_namespace, pod_name("home")
+    await core.create_namespaced_persistent_volume_claim(ns, {
+        "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+
+    async def bound() -> bool:
+        pvc = await core.read_namespaced_persistent_volume_claim(claim, ns)
+        return pvc.status.phase == "Bound"
+
+    await eventually(bound, what="PVC Bound")
+    home = f"/home/labdeck-harness-{claim}"
+    vols = [{"name": "home", "persistentVolumeClaim": {"claimName": claim}}]
+    mounts = [{"name": "home", "mountPath": home}]
+    write = pod_name("writer")
+    await core.create_namespaced_pod(ns, _pod(
+        write, ["sh", "-c", "echo kept > notes.txt"], volumes=vols, mounts=mounts,
+        working_dir=home))
+    await eventually(lambda: _phase(core, ns, write, "Succeeded"), what="writer done")
+    await core.delete_namespaced_pod(write, ns, grace_period_seconds=0)
+    read = pod_name("reader")
+    await core.create_namespaced_pod(ns, _pod(
+        read, ["sh", "-c", f"test \"$(cat {home}/notes.txt)\" = kept"], volumes=vols,
+        mounts=mounts))
+    await eventually(lambda: _phase(core, ns, read, "Succeeded"), what="reader saw the file")
+    await core.delete_namespaced_pod(read, ns, grace_period_seconds=0)
+    assert (kubelet.pvc_root / ns / claim / "notes.txt").read_text() == "kept\n"
+
+
+async def test_missing_secret_waits_then_runs(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                              kube_namespace: str) -> None:
+    """Like a kubelet: a pod whose Secret does not exist yet starts once it appears."""
+    ns, name = kube_namespace, pod_name("late")
+    await core.create_namespaced_pod(ns, _pod(
+        name, ["sh", "-c", "test \"$V\" = ok"],
+        env=[{"name": "V", "valueFrom": {"secretKeyRef": {"name": name, "key": "v"}}}]))
+
+    async def failed_mount() -> bool:
+        evs = await core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
+        return any(e.reason == "FailedMount" for e in evs.items)
+
+    await eventually(failed_mount, what="FailedMount event")
+    await core.create_namespaced_secret(ns, {"metadata": {"name": name},
+                                             "stringData": {"v": "ok"}})
+    await eventually(lambda: _phase(core, ns, name, "Succeeded"), what="Succeeded")
+    await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A second cluster + kubelet: stopping them kills every process and removes the dir."""
+    cluster = await asyncio.to_thread(LocalCluster().start)
+    try:
+        token = cluster.admin_token_file.read_text()
+        pids = dict(cluster.pids)
+        for pid in pids.values():
+            assert token.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        await _create_ns(cluster, "stop-test")
+        thread = KubeletThread(ProcessKubelet(str(cluster.kubeconfig), "stop-test",
+                                              workdir=tmp_path / "kubelet"))
+        kubelet = await asyncio.to_thread(thread.start)
+        api = await config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        async with api:
+            core = client.CoreV1Api(api)
+            await core.create_namespaced_pod("stop-test", _pod(
+                "sleeper", [sys.executable, "-c", "import time; time.sleep(600)"]))
+            await eventually(lambda: _ready_pod(core, "stop-test", "sleeper"), what="Ready")
+        pod_pid = kubelet.pid("sleeper")
+        assert pod_pid and alive(pod_pid)
+        await asyncio.to_thread(thread.stop)
+        assert not alive(pod_pid)
+    finally:
+        workdir = cluster.workdir
+        logs = [cluster.log_path(n).read_bytes() for n in ("etcd", "kube-apiserver")]
+        await asyncio.to_thread(cluster.stop)
+    assert not any(alive(p) for p in pids.values())
+    assert not workdir.exists()
+    assert not any(token.encode() in log for log in logs)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _pod(name: str, command: list[str] | None, image: str = "busybox", args: list[str] = (),
+         env: list[dict] = (), volumes: list[dict] = (), mounts: list[dict] = (),
+         working_dir: str | None = None) -> dict:
+    container: dict[str, Any] = {"name": "main", "image": image, "args": list(args),
+                                 "env": list(env), "volumeMounts": list(mounts)}
+    if command:
+        container["command"] = command
+    if working_dir:
+        container["workingDir"] = working_dir
+    return {"metadata": {"name": name}, "spec": {
+        "restartPolicy": "Never", "containers": [container], "volumes": list(volumes)}}
+
+
+async def _ready_pod(core: client.CoreV1Api, ns: str, name: str) -> dict | None:
+    pod = await read_pod(core, ns, name)
+    return pod if is_ready(pod) else None
+
+
+async def _phase(core: client.CoreV1Api, ns: str, name: str, phase: str) -> dict | None:
+    pod = await read_pod(core, ns, name)
+    return pod if pod and pod.get("status", {}).get("phase") == phase else None
+
+
+async def _gone(core: client.CoreV1Api, ns: str, name: str) -> bool:
+    return await read_pod(core, ns, name) is None
+
+
+async def _has_all(get: Callable[[], Awaitable[list[str]]], want: list[str]) -> list[str] | None:
+    got = await get()
+    return got if set(want) <= set(got) else None
+
+
+async def _create_ns(cluster: LocalCluster, name: str) -> None:
+    api = await config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    async with api:
+        await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
