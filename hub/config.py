@@ -73,7 +73,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
         {"name": "labdeck-broker", "scopes": ["read:users", "read:users:groups"], "services": [BROKER_SERVICE]},
         {
             "name": "labdeck-supervisor",
-            "scopes": ["admin:users", "admin:servers", "read:users", "list:users"],
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users"],
             "services": [SUPERVISOR_SERVICE],
         },
     ]
@@ -91,5 +91,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
     sp.aws_region = settings["region"]
     sp.s3_bucket = settings["bucket"]
     sp.aws_endpoint_url = settings["aws_endpoint"]
+    if settings.get("profiles"):
+        sp.profiles = settings["profiles"]
     c.merge(performance_config(settings))
     return c

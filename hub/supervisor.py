@@ -87,6 +87,26 @@ def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None
     raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
 
 
+def load_profiles_file(path: str) -> list[dict]:
+    """``LABDECK_PROFILES_FILE``: a JSON or YAML list of profiles, checked like the spawner checks them."""
+    import yaml
+
+    from labdeck.spawner.profiles import ProfileConfigError, normalize_profiles
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)  # YAML is a superset of JSON
+    except (OSError, yaml.YAMLError) as e:
+        raise SupervisorError(f"LABDECK_PROFILES_FILE: cannot read {path}: {e}") from None
+    if not isinstance(data, list) or not data:
+        raise SupervisorError(f"LABDECK_PROFILES_FILE: {path} must hold a non-empty list of profiles")
+    try:
+        normalize_profiles(data)
+    except ProfileConfigError as e:
+        raise SupervisorError(f"LABDECK_PROFILES_FILE: {e}") from None
+    return data
+
+
 def parse_admin_users(value: str) -> list[str]:
     admins = []
     for raw in value.split(","):
@@ -183,6 +203,8 @@ class Supervisor:
         }
         if self.env.get("LABDECK_BANNER") is not None:
             settings["banner"] = self.env["LABDECK_BANNER"]
+        if self.env.get("LABDECK_PROFILES_FILE"):
+            settings["profiles"] = load_profiles_file(self.env["LABDECK_PROFILES_FILE"])
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)

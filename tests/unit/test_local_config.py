@@ -41,3 +41,35 @@ def test_banner_default_and_admin_text_is_escaped():
     assert "exploration and prototyping" in c.JupyterHub.template_vars["announcement_home"]
     c = local_config({**SETTINGS, "banner": "<script>x</script> Data platform"}, SECRETS)
     assert c.JupyterHub.template_vars["announcement_home"] == "&lt;script&gt;x&lt;/script&gt; Data platform"
+
+
+def test_profiles_from_settings_reach_the_spawner_and_supervisor_may_manage_groups():
+    c = local_config(SETTINGS, SECRETS)
+    assert "profiles" not in c.LabdeckLocalProcessSpawner  # the spawner's defaults apply
+    profiles = [{"slug": "jupyterlab", "default": True}, {"slug": "gpu", "groups": ["ml"]}]
+    c = local_config({**SETTINGS, "profiles": profiles}, SECRETS)
+    assert c.LabdeckLocalProcessSpawner.profiles == profiles
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert "admin:groups" in roles["labdeck-supervisor"]["scopes"]
+
+
+def test_profiles_file_json_or_yaml_is_checked_with_a_clear_error(tmp_path):
+    import pytest
+
+    from labdeck.hub.supervisor import SupervisorError, load_profiles_file
+
+    j = tmp_path / "p.json"
+    j.write_text('[{"slug": "jupyterlab"}, {"slug": "gpu", "groups": ["ml"]}]')
+    assert load_profiles_file(str(j))[1] == {"slug": "gpu", "groups": ["ml"]}
+    y = tmp_path / "p.yaml"
+    y.write_text("- slug: jupyterlab\n  default: true\n")
+    assert load_profiles_file(str(y)) == [{"slug": "jupyterlab", "default": True}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- slug: Not A Slug\n")
+    with pytest.raises(SupervisorError, match="LABDECK_PROFILES_FILE: .*slug"):
+        load_profiles_file(str(bad))
+    with pytest.raises(SupervisorError, match="LABDECK_PROFILES_FILE: cannot read"):
+        load_profiles_file(str(tmp_path / "missing.json"))
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(SupervisorError, match="non-empty list"):
+        load_profiles_file(str(tmp_path / "empty.json"))
