@@ -14,7 +14,7 @@ up: deps
 	$(VENV)/bin/labdeck up
 
 ## test: run the whole test suite (unit, integration, chart, browser)
-test: deps
+test: deps browser-deps
 	$(PY) tests/run.py $(PYTEST_ARGS)
 
 deps: $(STAMP) $(CHP)
@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requireme
 $(CHP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+## browser-deps: Debian's Chromium for the browser tests (Playwright drives it; it never downloads browsers)
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	else echo "labdeck: the browser tests need Debian's chromium at /usr/bin/chromium; run 'sudo make browser-deps' (or: sudo apt-get install -y chromium)" >&2; exit 1; fi
 
 ## r-kernel: install R and IRkernel from Debian so the local mode can offer "JupyterLab with R"
 r-kernel: deps
