@@ -93,5 +93,8 @@ def local_config(settings: dict, secrets: dict) -> Config:
     sp.aws_endpoint_url = settings["aws_endpoint"]
     if settings.get("profiles"):
         sp.profiles = settings["profiles"]
+    if settings.get("gcp_project"):
+        sp.gcp_project = settings["gcp_project"]
+        sp.bigquery_emulator_host = settings.get("bq_endpoint", "")
     c.merge(performance_config(settings))
     return c

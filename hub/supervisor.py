@@ -32,9 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
 DEFAULT_BUCKET = "labdeck-data"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_GCP_PROJECT = "labdeck-local"
+
+#: grants of the embedded default, written to <state>/grants.json once (edit it live:
+#: the broker re-reads it, changes apply at each user's next credential refresh)
+DEFAULT_GRANTS = {
+    "everyone": {
+        "s3": [{"prefix": "shared/", "access": "ro"}],
+        "bigquery": [{"dataset": f"{DEFAULT_GCP_PROJECT}.demo", "access": "ro"}],
+    },
+    "groups": {"analysts": {"s3": [{"prefix": "shared/analysts/", "access": "ro"}]}},
+    "users": {},
+}
 STOP_GRACE_S = 10
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
+#: start order; stopped in reverse
+COMPONENT_ORDER = ("aws", "bigquery", "proxy", "hub", "broker")
 
 
 class SupervisorError(Exception):
@@ -169,7 +183,7 @@ class Supervisor:
             )
         ports = {"public_port": public}
         taken = {public}
-        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port"):
+        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port", "bq_port"):
             want = previous.get(key)
             if want and want not in taken and port_free(want):
                 ports[key] = want
@@ -198,6 +212,8 @@ class Supervisor:
             "bucket": self.env.get("LABDECK_BUCKET") or DEFAULT_BUCKET,
             "region": DEFAULT_REGION,
             "aws_endpoint": f"http://127.0.0.1:{ports['aws_port']}",
+            "gcp_project": DEFAULT_GCP_PROJECT,
+            "bq_endpoint": f"http://127.0.0.1:{ports['bq_port']}",
             "admin_users": parse_admin_users(self.env.get("LABDECK_ADMIN_USERS", "")),
             "credential_ttl": ttl,
         }
@@ -218,12 +234,15 @@ class Supervisor:
                 self.generated_password = True
         self.password = password
         self.settings = settings
+        grants_file = self.state.root / "grants.json"
+        if not grants_file.exists():
+            grants_file.write_text(json.dumps(DEFAULT_GRANTS, indent=2))
         broker_config = {
             "BrokerApp": {
                 "ip": "127.0.0.1",
                 "port": settings["broker_port"],
-                "providers": ["local-aws"],
-                "grants": {"everyone": {"s3": [{"prefix": "shared/", "access": "ro"}]}},
+                "providers": ["local-aws", "local-gcp"],
+                "grants_file": str(grants_file),
                 "cache_margin_seconds": min(1200, ttl // 3),
             },
             "AWSProvider": {
@@ -231,6 +250,11 @@ class Supervisor:
                 "bucket": settings["bucket"],
                 "endpoint_url": settings["aws_endpoint"],
                 "ttl_seconds": ttl,
+            },
+            "GCPProvider": {"project": settings["gcp_project"], "ttl_seconds": ttl},
+            "LocalGCPProvider": {
+                "emulator_url": settings["bq_endpoint"],
+                "key_file": str(self.state.secret_path("bigquery_key")),
             },
         }
         (self.state.root / "broker_config.json").write_text(json.dumps(broker_config, indent=2))
@@ -260,6 +284,20 @@ class Supervisor:
                 [py, "-m", "labdeck.credentials.emulators.aws", "--port", str(s["aws_port"])],
                 {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
                 ready_url=f"{s['aws_endpoint']}/moto-api/",
+            ),
+            "bigquery": Component(
+                "bigquery",
+                [
+                    py, "-m", "labdeck.credentials.emulators.bigquery",
+                    "--port", str(s["bq_port"]),
+                    "--bind", "127.0.0.1",
+                    "--data-dir", str(self.state.emulators / "bigquery"),
+                    "--key-file", str(self.state.secret_path("bigquery_key")),
+                    "--project", s["gcp_project"],
+                    "--seed",
+                ],
+                base,
+                ready_url=f"{s['bq_endpoint']}/bigquery/v2/projects/{s['gcp_project']}/datasets",
             ),
             "proxy": Component(
                 "proxy",
@@ -313,7 +351,8 @@ class Supervisor:
 
     def _after_start(self, comp: Component) -> None:
         if comp.ready_url:
-            wait_http(comp.ready_url, READY_TIMEOUT_S, proc=comp.proc)
+            # an endpoint that answers 401 without a token is up
+            wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401), proc=comp.proc)
         if comp.name == "aws":
             from labdeck.credentials.emulators.aws import seed
 
@@ -331,7 +370,7 @@ class Supervisor:
 
     def start_all(self) -> None:
         (self.state.run / "supervisor.pid").write_text(str(os.getpid()))
-        for name in ("aws", "proxy", "hub", "broker"):
+        for name in COMPONENT_ORDER:
             self.start_component(name)
 
     def _terminate(self, comp: Component, grace: float = STOP_GRACE_S) -> None:
@@ -391,14 +430,14 @@ class Supervisor:
         hub = self.components.get("hub")
         if hub and hub.proc and hub.proc.poll() is None:
             self.stop_user_servers()
-        for name in ("broker", "hub", "proxy", "aws"):
+        for name in reversed(COMPONENT_ORDER):
             if name in self.components:
                 self._terminate(self.components[name])
         (self.state.run / "supervisor.pid").unlink(missing_ok=True)
 
     def watch_once(self) -> None:
         """Restart any component that died (bounded: MAX_RESTARTS per minute)."""
-        for name in ("aws", "proxy", "hub", "broker"):
+        for name in COMPONENT_ORDER:
             comp = self.components[name]
             if self.stopping or comp.proc is None or comp.proc.poll() is None:
                 continue
@@ -429,6 +468,8 @@ class Supervisor:
             "",
             f"  State: {self.state.root}   Logs: {self.state.logs}",
             f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
+            f"  Local BigQuery: {s['bq_endpoint']}  project: {s['gcp_project']}",
+            f"  Grants (edit live): {self.state.root / 'grants.json'}",
             "  Press Ctrl-C to stop everything.",
             "",
         ]

@@ -158,6 +158,11 @@ def seed(endpoint: str, bucket: str, region: str, credentials_file: str) -> str:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     s3.put_object(Bucket=bucket, Key="shared/demo/trips.csv", Body=demo_csv())
     s3.put_object(Bucket=bucket, Key="shared/README.txt", Body=b"Read-only data shared with every labdeck user.\n")
+    s3.put_object(
+        Bucket=bucket,
+        Key="shared/analysts/targets.csv",
+        Body=b"station,monthly_target\nHarbor,300\nCentral,420\nMarket,250\n",
+    )
     try:
         user = iam.create_user(UserName=BROKER_USER)["User"]
     except iam.exceptions.EntityAlreadyExistsException:
