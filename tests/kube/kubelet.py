@@ -391,6 +391,7 @@ class ProcessKubelet:
             try:
                 for kind, ref in _references(pod, container):
                     cache[(kind, ref)] = await self._fetch(kind, run.namespace, ref)
+                await self._ensure_claims(run, pod)
                 lookup = lambda kind, ref: cache.get((kind, ref))  # noqa: E731
                 plan = podspec.materialize_volumes(
                     pod, run.dir, lookup, lambda claim: self.pvc_root / run.namespace / claim
@@ -696,6 +697,24 @@ class ProcessKubelet:
             except Exception as e:
                 log.warning("PVC binder: %s", e)
             await asyncio.sleep(0.5)
+
+    async def _ensure_claims(self, run: PodRun, pod: dict) -> None:
+        """Bind the pod's PVCs now (the binder loop may not have seen them yet)."""
+        assert self._core is not None
+        for vol in pod["spec"].get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            try:
+                pvc = await raw(self._core.read_namespaced_persistent_volume_claim(
+                    claim, run.namespace, _preload_content=False))
+            except ApiException as e:
+                if e.status == 404:
+                    raise podspec.PodSpecError(
+                        f'persistentvolumeclaim "{claim}" not found') from None
+                raise
+            if (pvc.get("status") or {}).get("phase") != "Bound":
+                await self._bind_pvc(pvc)
 
     async def _bind_pvc(self, pvc: dict) -> None:
         assert self._core is not None

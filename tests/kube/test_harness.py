@@ -11,6 +11,7 @@ import stat
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
@@ -370,3 +371,70 @@ async def _create_ns(cluster: LocalCluster, name: str) -> None:
     api = await config.new_client_from_config(config_file=str(cluster.kubeconfig))
     async with api:
         await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+
+
+# ---- KubeSpawner against the harness ---------------------------------------------------------
+
+FAKE_SINGLEUSER = """
+import http.server, os, urllib.parse
+url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+open("spawned.txt", "a").write("started\\n")
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("ok " + os.environ.get("JUPYTERHUB_USER", "?")).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.HTTPServer((url.hostname, url.port), H).serve_forever()
+"""
+
+
+async def test_kubespawner_spawns_and_stops(kube_cluster: LocalCluster, kubelet: ProcessKubelet,
+                                            kube_namespace: str, core: client.CoreV1Api,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vanilla KubeSpawner starts a pod (with a PVC home), sees progress events, reaches the
+    server on the pod IP, and stops it — the loop labdeck's spawner tests build on."""
+    from kubernetes_asyncio.config import kube_config
+    from kubespawner import KubeSpawner
+    from traitlets.config import Config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kube_cluster.kubeconfig))
+    image = "labdeck/harness-singleuser:test"
+    kubelet.default_commands[image] = [sys.executable, "-c", FAKE_SINGLEUSER]
+    c = Config()
+    c.KubeSpawner.namespace = kube_namespace
+    c.KubeSpawner.image = image
+    c.KubeSpawner.start_timeout = 60
+    c.KubeSpawner.delete_grace_period = 1
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.storage_capacity = "1Gi"
+    c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+    c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/labdeck-harness-jovyan"}]
+    c.KubeSpawner.working_dir = "/home/labdeck-harness-jovyan"
+    spawner = KubeSpawner(config=c, api_token="unused", oauth_client_id="unused", _mock=True)
+    try:
+        url = await asyncio.wait_for(spawner.start(), 90)
+        assert url.startswith("http://127.0.1."), url
+        host, port = urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port
+        # Ready means "process started" (no readiness probe), like a real kubelet; the hub
+        # then waits for the server to answer, so do the same here
+        await eventually(lambda: asyncio.to_thread(port_open, host, port), what="server up")
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+        assert body.startswith(b"ok")
+        reasons = {e["reason"] for e in spawner.events}
+        assert {"Scheduled", "Pulled", "Started"} <= reasons, reasons
+        pvc = await core.read_namespaced_persistent_volume_claim(spawner.pvc_name,
+                                                                 kube_namespace)
+        assert pvc.status.phase == "Bound"
+        home = kubelet.pvc_root / kube_namespace / spawner.pvc_name
+        assert (home / "spawned.txt").read_text() == "started\n"
+        assert await spawner.poll() is None
+        await asyncio.wait_for(spawner.stop(), 60)
+        assert await read_pod(core, kube_namespace, spawner.pod_name) is None
+        assert not port_open(host, port)
+    finally:
+        for reflector in list(KubeSpawner.reflectors.values()):
+            await reflector.stop()
+        KubeSpawner.reflectors.clear()
