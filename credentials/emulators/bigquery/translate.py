@@ -227,6 +227,9 @@ def _schema_target(tree: exp.Create | exp.Drop, project: str) -> tuple[str, str]
     target = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
     if target is None or not target.db:
         raise invalid_query("CREATE/DROP SCHEMA needs a dataset name")
+    if not target.catalog and target.db.count(".") == 1:  # `project.dataset` in one quoted name
+        proj, dataset = target.db.split(".")
+        return (proj, dataset)
     return (target.catalog or project, target.db)
 
 
@@ -269,6 +272,12 @@ def _keep_date_results(tree: exp.Expression) -> None:
     # BigQuery DATE_TRUNC/DATE_ADD/DATE_SUB on a DATE return a DATE; DuckDB returns a TIMESTAMP
     for node in list(tree.find_all(exp.DateTrunc, exp.DateAdd, exp.DateSub)):
         node.replace(exp.cast(node.copy(), exp.DataType.build("DATE")))
+
+
+def _fill_gaps(tree: exp.Expression) -> None:
+    # BigQuery functions sqlglot does not render for DuckDB (the session time zone is UTC)
+    for node in list(tree.find_all(exp.CurrentDatetime)):
+        node.replace(exp.cast(exp.CurrentTimestamp(), exp.DataType.build("TIMESTAMP")))
 
 
 def _param_value(ptype: dict[str, Any], pvalue: dict[str, Any]) -> exp.Expression:
@@ -360,6 +369,7 @@ def translate(
     _bind_parameters(tree, parameters)
     _fix_decimals(tree)
     _keep_date_results(tree)
+    _fill_gaps(tree)
     if statement_type == "SELECT":
         _name_anonymous_columns(tree)
     try:
