@@ -1,0 +1,469 @@
+"""Shared pieces of labdeck's benchmarks: the two systems, a user client, cleanup, tables.
+
+Both systems run side by side in one process tree on 127.0.0.1 only:
+
+- ``labdeck``: ``labdeck up`` in a temporary state directory (moto, proxy, hub, broker);
+- ``vanilla``: ``jupyterhub -f bench/vanilla_config.py`` (same JupyterHub, same
+  configurable-http-proxy, ``SimpleLocalProcessSpawner`` + ``DummyAuthenticator``).
+
+Every process started here is remembered with all its descendants (user servers
+run in their own sessions, so killing a process group is not enough) and
+stopped by PID on exit, on failure and on Ctrl-C. Every wait has a deadline.
+Passwords and tokens travel in the environment, form bodies and headers only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+import websocket
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+RESULTS = ROOT / "bench" / "results"
+SINGLEUSER = "jupyterhub-singleuser"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jupyterhub
+
+    return {
+        "nproc": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "cpu_model": model,
+        "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "jupyterhub": jupyterhub.__version__,
+        "python": sys.version.split()[0],
+    }
+
+
+# ------------------------------------------------------------------ processes
+
+_STARTED: list["System"] = []
+_LOCK = threading.Lock()
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        p = psutil.Process(pid)
+        return [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _kill_all(procs: list[psutil.Process], grace: float = 10) -> None:
+    """SIGTERM, wait (bounded), then SIGKILL whatever is left: by PID only."""
+    alive = []
+    for p in procs:
+        try:
+            p.terminate()
+            alive.append(p)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def cleanup_all() -> None:
+    with _LOCK:
+        systems = list(_STARTED)
+    for s in systems:
+        try:
+            s.stop()
+        except Exception as e:  # keep cleaning the others
+            print(f"bench: cleanup of {s.name} failed: {e}", file=sys.stderr)
+
+
+def install_cleanup() -> None:
+    """Stop everything we started on normal exit, on SIGTERM and on Ctrl-C."""
+    atexit.register(cleanup_all)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+class System:
+    """A running hub (labdeck or vanilla) and everything it started."""
+
+    name = ""
+
+    def __init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        self.password = secrets.token_urlsafe(12)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._known: dict[int, psutil.Process] = {}
+        self._stopped = False
+
+    # subclasses: start(), hub_pid(), hub_log()
+
+    def remember(self) -> None:
+        """Record every descendant now (user servers outlive their group; we still find them)."""
+        if self.proc is None:
+            return
+        for p in _tree(self.proc.pid):
+            self._known.setdefault(p.pid, p)
+
+    def _popen(self, argv: list[str], env: dict, log: Path) -> None:
+        with open(log, "wb") as f:
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=str(self.tmp), stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with _LOCK:
+            _STARTED.append(self)
+
+    def wait_health(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log_path}")
+            try:
+                if requests.get(self.url + "/hub/health", timeout=2).status_code == 200 and self.ready_extra():
+                    self.remember()
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.name} not healthy after {timeout}s; log: {self.log_path}")
+
+    def ready_extra(self) -> bool:
+        return True
+
+    def tree_cpu(self) -> float:
+        """CPU seconds of everything this system runs now (supervisor, hub, proxy, servers…)."""
+        total = 0.0
+        for p in _tree(self.proc.pid) if self.proc else []:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                pass
+        return total
+
+    def hub_process(self) -> psutil.Process:
+        return psutil.Process(self.hub_pid())
+
+    def hub_cpu(self) -> float:
+        t = self.hub_process().cpu_times()
+        return t.user + t.system
+
+    def server_process(self, username: str) -> psutil.Process | None:
+        """The user's jupyterhub-singleuser process (a child of the hub)."""
+        try:
+            kids = self.hub_process().children(recursive=False)
+        except psutil.Error:
+            return None
+        for p in kids:
+            try:
+                if any(SINGLEUSER in a for a in p.cmdline()[:3]) and p.environ().get("JUPYTERHUB_USER") == username:
+                    return p
+            except psutil.Error:
+                continue
+        return None
+
+    def stop(self) -> None:
+        if self._stopped or self.proc is None:
+            return
+        self._stopped = True
+        self.remember()
+        try:
+            self.graceful_stop()
+        finally:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+            leftovers = [p for p in self._known.values() if p.is_running()]
+            _kill_all(leftovers, grace=3)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            with _LOCK:
+                if self in _STARTED:
+                    _STARTED.remove(self)
+
+    def graceful_stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class Labdeck(System):
+    name = "labdeck"
+
+    def start(self) -> "Labdeck":
+        self.state = self.tmp / "state"
+        self.log_path = self.tmp / "supervisor.log"
+        env = {
+            **os.environ,
+            "LABDECK_STATE_DIR": str(self.state),
+            "LABDECK_PORT": str(self.port),
+            "LABDECK_DEV_PASSWORD": self.password,
+        }
+        self._popen([str(BIN / "labdeck"), "up"], env, self.log_path)
+        self.wait_health()
+        return self
+
+    def ready_extra(self) -> bool:
+        return "labdeck is running" in self.log_path.read_text(errors="replace")
+
+    def settings(self) -> dict:
+        return json.loads((self.state / "settings.json").read_text())
+
+    def hub_pid(self) -> int:
+        return int((self.state / "run" / "hub.pid").read_text().strip())
+
+    def hub_log(self) -> str:
+        return (self.state / "logs" / "hub.log").read_text(errors="replace")
+
+    def broker_health(self) -> dict:
+        s = self.settings()
+        return requests.get(f"http://127.0.0.1:{s['broker_port']}/services/broker/health", timeout=10).json()
+
+    def hook_ms(self, username: str) -> float | None:
+        """labdeck's own start steps for this user, from the hub log (last start)."""
+        found = re.findall(rf"labdeck start steps for {re.escape(username)} took (\d+) ms", self.hub_log())
+        return float(found[-1]) if found else None
+
+
+class Vanilla(System):
+    name = "vanilla"
+
+    def start(self) -> "Vanilla":
+        self.log_path = self.tmp / "jupyterhub.log"
+        env = {
+            **os.environ,
+            "BENCH_VANILLA_DIR": str(self.tmp),
+            "BENCH_VANILLA_PORT": str(self.port),
+            "BENCH_VANILLA_HUB_PORT": str(free_port()),
+            "BENCH_VANILLA_API_PORT": str(free_port()),
+            "BENCH_VANILLA_PASSWORD": self.password,
+            "BENCH_CHP": str(CHP),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+        self._popen([sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "bench" / "vanilla_config.py")], env, self.log_path)
+        self.wait_health()
+        return self
+
+    def hub_pid(self) -> int:
+        return self.proc.pid
+
+    def hub_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def hook_ms(self, username: str) -> float | None:
+        return None
+
+
+SYSTEMS = {"labdeck": Labdeck, "vanilla": Vanilla}
+
+
+# --------------------------------------------------------------------- client
+
+
+class SpawnError(Exception):
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class User:
+    """One person: logs in through the form, then uses an API token (headers only)."""
+
+    base: str
+    name: str
+    http: requests.Session = field(default_factory=requests.Session)
+    token: str = ""
+
+    def login(self, password: str, timeout: float = 60) -> None:
+        r = self.http.get(f"{self.base}/hub/login", timeout=timeout)
+        r.raise_for_status()
+        xsrf = self.http.cookies.get("_xsrf")
+        r = self.http.post(
+            f"{self.base}/hub/login",
+            data={"username": self.name, "password": password, "_xsrf": xsrf},
+            allow_redirects=False,
+            timeout=timeout,
+        )
+        if r.status_code != 302:
+            raise SpawnError(f"login failed: HTTP {r.status_code}", r.status_code)
+        r = self.http.post(
+            f"{self.base}/hub/api/users/{self.name}/tokens",
+            json={"note": "labdeck bench", "expires_in": 3600},
+            headers={"X-XSRFToken": self.http.cookies.get("_xsrf"), "Referer": f"{self.base}/hub/token"},
+            timeout=timeout,
+        )
+        if r.status_code != 201:
+            raise SpawnError(f"token creation failed: HTTP {r.status_code}", r.status_code)
+        self.token = r.json()["token"]
+
+    def headers(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
+    def request_spawn(self, timeout: float = 120) -> int:
+        r = requests.post(f"{self.base}/hub/api/users/{self.name}/server", json={}, headers=self.headers(), timeout=timeout)
+        if r.status_code not in (201, 202):
+            try:
+                msg = r.json().get("message", "")
+            except ValueError:
+                msg = r.text[:200]
+            raise SpawnError(f"POST server: HTTP {r.status_code} {msg}", r.status_code)
+        return r.status_code
+
+    def follow_progress(self, deadline: float) -> list[dict]:
+        """Read the spawn's progress stream (what the spawn page shows) until ready or failed."""
+        events: list[dict] = []
+        url = f"{self.base}/hub/api/users/{self.name}/server/progress"
+        while time.monotonic() < deadline:
+            try:
+                with requests.get(url, headers=self.headers(), stream=True, timeout=(10, 30)) as r:
+                    if r.status_code != 200:
+                        raise SpawnError(f"progress: HTTP {r.status_code}", r.status_code)
+                    for line in r.iter_lines(decode_unicode=True):
+                        if time.monotonic() > deadline:
+                            break
+                        if not line or not line.startswith("data:"):
+                            continue
+                        ev = json.loads(line[5:])
+                        ev["t"] = time.monotonic()
+                        events.append(ev)
+                        if ev.get("ready"):
+                            return events
+                        if ev.get("failed"):
+                            raise SpawnError(f"spawn failed: {ev.get('message', '')}")
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.5)  # the hub is busy or restarting: reconnect until the deadline
+                continue
+            # stream ended without ready: is the server up already?
+            if self.ready():
+                events.append({"ready": True, "t": time.monotonic(), "message": "(polled)"})
+                return events
+            time.sleep(0.2)
+        raise SpawnError("not ready before the benchmark's deadline")
+
+    def ready(self) -> bool:
+        model = requests.get(f"{self.base}/hub/api/users/{self.name}", headers=self.headers(), timeout=30).json()
+        srv = (model.get("servers") or {}).get("")
+        return bool(srv and srv.get("ready"))
+
+    def stop_server(self, timeout: float = 60) -> None:
+        requests.delete(f"{self.base}/hub/api/users/{self.name}/server", headers=self.headers(), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = requests.get(f"{self.base}/hub/api/users/{self.name}", headers=self.headers(), timeout=30).json()
+            if "" not in (model.get("servers") or {}):
+                return
+            time.sleep(0.2)
+
+    def server_url(self) -> str:
+        return f"{self.base}/user/{self.name}/"
+
+    def start_kernel(self, timeout: float = 60) -> str:
+        r = requests.post(self.server_url() + "api/kernels", headers=self.headers(), json={"name": "python3"}, timeout=timeout)
+        if r.status_code != 201:
+            raise SpawnError(f"kernel start: HTTP {r.status_code}", r.status_code)
+        return r.json()["id"]
+
+    def execute(self, code: str, kernel_id: str, timeout: float = 60) -> str:
+        """Run one cell; return its text result. The first reply also waits for the kernel to be up."""
+        url = (self.server_url() + f"api/kernels/{kernel_id}/channels").replace("http://", "ws://", 1)
+        ws = websocket.create_connection(url, header=[f"Authorization: token {self.token}"], timeout=timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": self.name, "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+            }))
+            deadline = time.monotonic() + timeout
+            result = None
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                t, c = msg["msg_type"], msg["content"]
+                if t == "execute_result":
+                    result = c["data"].get("text/plain")
+                elif t == "error":
+                    raise SpawnError(f"cell failed: {c.get('ename')}: {c.get('evalue')}")
+                elif t == "status" and c["execution_state"] == "idle":
+                    return result or ""
+            raise SpawnError("cell did not finish in time")
+        finally:
+            ws.close()
+
+
+# ---------------------------------------------------------------------- output
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, unit="", nd=2):
+    if x is None:
+        return "-"
+    return f"{x:.{nd}f}{unit}"
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_json(out: Path, name: str, data) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(data, indent=2))
+    return path
