@@ -306,8 +306,13 @@ def test_destination_table_and_ddl(alice):
         ("SELECT no_such_column FROM demo.orders", "no_such_column"),
         ("SELECT * FROM ML.PREDICT(MODEL demo.m, (SELECT 1))", "not supported"),
         ("SELECT * FROM orders", "must be qualified with a dataset"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "not supported"),
+        ("SELECT * FROM `demo./etc/passwd`", "Invalid table ID"),
+        ("INSTALL httpfs", "not supported"),
+        ("SET x = 1", "not supported"),
     ],
-    ids=["syntax", "information-schema", "script", "bad-column", "tvf", "unqualified"],
+    ids=["syntax", "information-schema", "script", "bad-column", "tvf", "unqualified",
+         "file-read", "path-as-table", "install", "set"],
 )
 def test_bad_sql_is_a_clear_bad_request(alice, sql, fragment):
     with pytest.raises(exceptions.BadRequest) as info:
@@ -477,3 +482,15 @@ def test_cli_serves_seeded_demo(tmp_path):
     assert "sub=carol" in err
     assert token not in err and KEY.decode() not in err
     assert oct(os.stat(tmp_path / "data").st_mode & 0o777) == "0o700"
+
+
+def test_duckdb_itself_has_no_file_access(bq_emulator):
+    """Defense in depth: even SQL that slipped past the translator cannot read files."""
+    from labdeck.credentials.emulators.bigquery.errors import ApiError
+    from labdeck.credentials.emulators.bigquery.translate import Translation
+
+    for sql in ["SELECT * FROM read_csv('/etc/passwd')", "SELECT * FROM '/etc/passwd'",
+                "SET enable_external_access = true"]:
+        with pytest.raises(ApiError) as info:
+            bq_emulator.engine.run_query(Translation(sql=sql, statement_type="SELECT"))
+        assert info.value.code == 400

@@ -328,7 +328,7 @@ class InsertAllHandler(BaseHandler):
         if not all(isinstance(r, dict) for r in rows):
             raise ApiError("invalid", "Every row needs a 'json' object")
         if rows:
-            await self.run(self.engine.insert_json_rows, ref, rows, self.settings["bq_scratch"])
+            await self.run(self.engine.insert_json_rows, ref, rows)
         self.reply({"kind": "bigquery#tableDataInsertAllResponse"})
 
 

@@ -13,14 +13,17 @@ a transaction so a failed statement or load changes nothing.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pa_parquet
 
 from .errors import ApiError, invalid_query, not_found
 from .schema import column_defs, duck_type, encode_rows, quote_ident, schema_from_duck
@@ -63,17 +66,45 @@ class QueryResult:
         return encode_rows(self.table.slice(start, size), self.fields)
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _qualified(ref: TableRef) -> str:
     return f"{quote_ident(schema_name(ref.project, ref.dataset))}.{quote_ident(ref.table)}"
 
 
-def _columns_struct(columns: dict[str, str]) -> str:
-    inner = ", ".join(f"{_literal(name)}: {_literal(dtype)}" for name, dtype in columns.items())
-    return "{" + inner + "}"
+def read_upload(fmt: str, path: str, load: dict[str, Any], columns: list[str]) -> pa.Table:
+    """Read uploaded load-job data with pyarrow (DuckDB itself has no file access).
+
+    Parameters
+    ----------
+    fmt : str
+        ``PARQUET``, ``CSV`` or ``NEWLINE_DELIMITED_JSON``.
+    path : str
+        The spooled upload.
+    load : dict
+        ``configuration.load`` (``skipLeadingRows``, ``fieldDelimiter``).
+    columns : list of str
+        Column names from the job's schema; CSV cells are then read as text
+        and cast by DuckDB on insert. Empty: names come from the data.
+    """
+    try:
+        if fmt == "PARQUET":
+            return pa_parquet.read_table(path)
+        if fmt == "NEWLINE_DELIMITED_JSON":
+            return pa_json.read_json(path)
+        if fmt == "CSV":
+            skip = int(load.get("skipLeadingRows") or 0)
+            parse = pa_csv.ParseOptions(delimiter=str(load.get("fieldDelimiter") or ","))
+            if columns:
+                read = pa_csv.ReadOptions(skip_rows=skip, column_names=columns)
+                convert = pa_csv.ConvertOptions(
+                    column_types={c: pa.string() for c in columns}, strings_can_be_null=True
+                )
+            else:
+                read = pa_csv.ReadOptions(skip_rows=max(skip - 1, 0), autogenerate_column_names=not skip)
+                convert = pa_csv.ConvertOptions(strings_can_be_null=True)
+            return pa_csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    except (pa.ArrowException, ValueError, OSError) as err:
+        raise ApiError("invalid", f"Error while reading data: {err}") from None
+    raise ApiError("invalid", f"Source format {fmt} is not supported by the local BigQuery endpoint")
 
 
 def _db_error(err: duckdb.Error, what: str = "") -> ApiError:
@@ -96,6 +127,10 @@ class Engine:
         self.path = path
         self._conn = duckdb.connect(path or ":memory:")
         self._conn.execute("SET TimeZone = 'UTC'")
+        # SQL from users can never reach files or the network: uploads are read
+        # with pyarrow and handed to DuckDB as registered Arrow tables
+        self._conn.execute("SET enable_external_access = false")
+        self._conn.execute("SET lock_configuration = true")
         self._lock = threading.RLock()
 
     def close(self) -> None:
@@ -248,26 +283,29 @@ class Engine:
     def _transaction(self) -> "_Tx":
         return _Tx(self._conn)
 
-    def insert_json_rows(self, ref: TableRef, rows: list[dict[str, Any]], scratch: str) -> None:
+    def insert_json_rows(self, ref: TableRef, rows: list[dict[str, Any]]) -> None:
         """Append JSON rows (``insertAll``) to an existing table, all or nothing."""
-        path = os.path.join(scratch, f"insert-{threading.get_ident()}.ndjson")
+        payload = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
+        try:
+            data = pa_json.read_json(io.BytesIO(payload))
+        except (pa.ArrowException, ValueError) as err:
+            raise ApiError("invalid", f"Could not parse rows: {err}") from None
         with self._lock:
             self.require_table(ref)
-            columns = self._duck_columns(ref)
-            with open(path, "w", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row) + "\n")
             try:
                 with self._transaction():
-                    self._conn.execute(
-                        f"INSERT INTO {_qualified(ref)} BY NAME SELECT * FROM read_json("
-                        f"{_literal(path)}, format = 'newline_delimited', "
-                        f"columns = {_columns_struct(columns)})"
-                    )
+                    self._insert_arrow(_qualified(ref), data)
             except duckdb.Error as err:
                 raise ApiError("invalid", f"Could not insert rows: {_db_error(err).message}") from None
-            finally:
-                os.unlink(path)
+
+    def _insert_arrow(self, target: str, data: pa.Table) -> int:
+        self._conn.register("_labdeck_upload", data)
+        try:
+            return int(self._conn.execute(
+                f"INSERT INTO {target} BY NAME SELECT * FROM _labdeck_upload"
+            ).fetchone()[0])
+        finally:
+            self._conn.unregister("_labdeck_upload")
 
     def load_file(
         self,
@@ -297,13 +335,16 @@ class Engine:
             wanted = {f["name"]: duck_type(f) for f in fields} if fields else {}
         except (ValueError, KeyError, TypeError) as err:
             raise ApiError("invalid", f"Invalid schema: {err}") from None
+        names = list(wanted)
+        if not names and fmt == "CSV" and self.table_type(ref) is not None:
+            with self._lock:
+                names = list(self._duck_columns(ref))
+        data = read_upload(fmt, path, load, names)
         with self._lock:
             self.require_dataset(ref.project, ref.dataset)
             exists = self.table_type(ref) is not None
             if not exists and create == "CREATE_NEVER":
                 raise not_found(f"Table {ref}")
-            columns = wanted or (self._duck_columns(ref) if exists else {})
-            source = self._source_sql(fmt, path, load, columns)
             target = _qualified(ref)
             try:
                 with self._transaction():
@@ -316,34 +357,20 @@ class Engine:
                         if fields:
                             self._conn.execute(f"CREATE TABLE {target} ({column_defs(fields)})")
                         else:
-                            self._conn.execute(f"CREATE TABLE {target} AS {source} LIMIT 0")
-                    count = self._conn.execute(
-                        f"INSERT INTO {target} BY NAME {source}"
-                    ).fetchone()[0]
+                            self._conn.register("_labdeck_upload", data)
+                            try:
+                                self._conn.execute(
+                                    f"CREATE TABLE {target} AS SELECT * FROM _labdeck_upload LIMIT 0"
+                                )
+                            finally:
+                                self._conn.unregister("_labdeck_upload")
+                    count = self._insert_arrow(target, data)
             except duckdb.Error as err:
                 raise ApiError("invalid", f"Error while reading data: {_db_error(err).message}") from None
-        return int(count)
+        return count
 
     def _has_rows(self, target: str) -> bool:
         return self._conn.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM {target} LIMIT 1)").fetchone()[0]
-
-    @staticmethod
-    def _source_sql(fmt: str, path: str, load: dict[str, Any], columns: dict[str, str]) -> str:
-        if fmt == "PARQUET":
-            return f"SELECT * FROM read_parquet({_literal(path)})"
-        if fmt == "NEWLINE_DELIMITED_JSON":
-            opts = f", columns = {_columns_struct(columns)}" if columns else ""
-            return f"SELECT * FROM read_json({_literal(path)}, format = 'newline_delimited'{opts})"
-        if fmt == "CSV":
-            skip = int(load.get("skipLeadingRows") or 0)
-            delim = str(load.get("fieldDelimiter") or ",")
-            opts = [f"delim = {_literal(delim)}"]
-            if columns:
-                opts += [f"columns = {_columns_struct(columns)}", "header = false", f"skip = {skip}"]
-            else:
-                opts += [f"header = {'true' if skip else 'false'}", f"skip = {max(skip - 1, 0)}"]
-            return f"SELECT * FROM read_csv({_literal(path)}, {', '.join(opts)})"
-        raise ApiError("invalid", f"Source format {fmt} is not supported by the local BigQuery endpoint")
 
     # -- queries ----------------------------------------------------------
 
