@@ -45,7 +45,7 @@ kube-binaries:
 	bash tests/kube/build-apiserver.sh
 
 ## kube-up: run a local etcd + kube-apiserver on 127.0.0.1 (prints KUBECONFIG; Ctrl-C stops)
-kube-up: deps kube-binaries
+kube-up: $(STAMP) kube-binaries
 	$(PY) -m tests.kube.cluster up
 
 clean:

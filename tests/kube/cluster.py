@@ -465,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ensure_apiserver())
         return 0
     cluster = LocalCluster()
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: background jobs ignore it
+        signal.signal(sig, _interrupt)
     try:
         cluster.start()
         print(f"kube-apiserver {KUBE_VERSION} ready at {cluster.url}", flush=True)

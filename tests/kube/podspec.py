@@ -332,11 +332,11 @@ def rewrite_paths(
     ordered = sorted(mounts, key=lambda m: len(m.target), reverse=True)
 
     def fix(v: str) -> str:
+        # a mount path as a whole word: at the start or after space, quote, "=" or ":",
+        # followed by "/", the end, space, quote, ":" or ";"
         for m in ordered:
-            t = m.target.rstrip("/")
-            if v == t or v.startswith(t + "/"):
-                return str(m.source) + v[len(t):]
-            v = re.sub(rf"(?<=[=:]){re.escape(t)}(?=/|$|:)", str(m.source), v)
+            t = re.escape(m.target.rstrip("/"))
+            v = re.sub(rf"(?<![^\s=:'\"]){t}(?![^/\s:'\";])", lambda _: str(m.source), v)
         return v
 
     if isinstance(values, Mapping):

@@ -438,3 +438,30 @@ async def test_kubespawner_spawns_and_stops(kube_cluster: LocalCluster, kubelet:
         for reflector in list(KubeSpawner.reflectors.values()):
             await reflector.stop()
         KubeSpawner.reflectors.clear()
+
+
+async def test_rewrite_mode_without_mount_namespaces(
+    kube_cluster: LocalCluster, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    """``mounts="rewrite"`` (non-root fallback): mount paths in args/env become host paths."""
+    ns = pod_name("rewrite")
+    await core.create_namespace({"metadata": {"name": ns}})
+    await core.create_namespaced_config_map(ns, {"metadata": {"name": "conf"},
+                                                 "data": {"a.txt": "from-configmap"}})
+    thread = KubeletThread(ProcessKubelet(str(kube_cluster.kubeconfig), ns,
+                                          node_name="labdeck-rewrite-node",
+                                          workdir=tmp_path, mounts="rewrite"))
+    kubelet = await asyncio.to_thread(thread.start)
+    try:
+        await core.create_namespaced_pod(ns, _pod(
+            "reader", ["sh", "-c", 'cat /etc/labdeck-conf/a.txt; echo " $CONF"'],
+            env=[{"name": "CONF", "value": "/etc/labdeck-conf/a.txt"}],
+            volumes=[{"name": "c", "configMap": {"name": "conf"}}],
+            mounts=[{"name": "c", "mountPath": "/etc/labdeck-conf"}]))
+        await eventually(lambda: _phase(core, ns, "reader", "Succeeded"), what="Succeeded")
+        out = kubelet.log_path("reader").read_text()
+        assert out.startswith("from-configmap ")
+        assert out.strip().endswith("/volumes/c/a.txt") and str(tmp_path) in out
+    finally:
+        await asyncio.to_thread(thread.stop)
+    assert not Path("/etc/labdeck-conf").exists()
