@@ -109,13 +109,20 @@ class AWSProvider(CredentialProvider):
         """botocore ``Config`` for STS/IAM clients (None: defaults)."""
         return None
 
+    #: error codes after which cached clients are rebuilt (the broker's own keys changed)
+    _STALE_IDENTITY = {"InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+
     def _client(self, service: str):
+        """A cached boto3 client (building one costs ~100 ms; clients are thread-safe)."""
         import boto3
 
-        kwargs = {"region_name": self.region, "config": self._client_config()}
-        if self.endpoint_url:
-            kwargs["endpoint_url"] = self.endpoint_url
-        return boto3.session.Session().client(service, **kwargs)
+        clients = self.__dict__.setdefault("_clients", {})
+        if service not in clients:
+            kwargs = {"region_name": self.region, "config": self._client_config()}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            clients[service] = boto3.session.Session().client(service, **kwargs)
+        return clients[service]
 
     async def _call(self, fn, /, **kwargs):
         """Run a blocking boto3 call off the event loop, mapping errors to UpstreamError."""
@@ -123,7 +130,13 @@ class AWSProvider(CredentialProvider):
 
         try:
             return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**kwargs))
-        except (ClientError, BotoCoreError) as e:
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in self._STALE_IDENTITY:
+                # e.g. the local emulator restarted and re-seeded the broker's keys:
+                # rebuild clients (re-reading credentials) for the next call
+                self.__dict__.pop("_clients", None)
+            raise UpstreamError(_readable_client_error(e)) from None
+        except BotoCoreError as e:
             raise UpstreamError(_readable_client_error(e)) from None
 
     def session_policy(self, identity: Identity, grants: Grants) -> dict:
