@@ -452,7 +452,7 @@ class ProcessKubelet:
             for p in missing:
                 self._target_users[p] = self._target_users.get(p, 0) + 1
                 run.created_targets.append(p)
-            for p in target.parents:
+            for p in (target, *target.parents):  # made earlier for another pod: share it
                 if p in self._target_users and p not in missing:
                     self._target_users[p] += 1
                     run.created_targets.append(p)

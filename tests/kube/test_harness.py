@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import sys
 import time
 import urllib.error
@@ -465,3 +466,38 @@ async def test_rewrite_mode_without_mount_namespaces(
     finally:
         await asyncio.to_thread(thread.stop)
     assert not Path("/etc/labdeck-conf").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+async def test_same_mount_path_isolated_per_pod(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                                kube_namespace: str) -> None:
+    """Two pods mount their own PVC at the same path; removing one leaves the other's mount."""
+    if kubelet.mounts != "unshare":
+        pytest.skip("kubelet is in rewrite mode")
+    ns, home = kube_namespace, f"/home/labdeck-harness-{uuid.uuid4().hex[:6]}"
+    names = [pod_name("twin"), pod_name("twin")]
+    for name in names:
+        await core.create_namespaced_persistent_volume_claim(ns, {
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}})
+        await core.create_namespaced_pod(ns, _pod(
+            name, ["sh", "-c", f"echo $POD_NAME > {home}/who; exec sleep 600"],
+            env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": name}}],
+            mounts=[{"name": "home", "mountPath": home}]))
+    for name in names:
+        await eventually(lambda: _ready_pod(core, ns, name), what=f"{name} Ready")
+        await eventually(lambda: asyncio.to_thread(
+            (kubelet.pvc_root / ns / name / "who").exists), what="file written")
+    assert not list(Path(home).iterdir()), "host path must stay empty (mounts are private)"
+    await core.delete_namespaced_pod(names[0], ns, grace_period_seconds=0)
+    await eventually(lambda: _gone(core, ns, names[0]), what="first pod gone")
+    pid = kubelet.pid(names[1])
+    seen = await asyncio.to_thread(subprocess.run, ["nsenter", "-t", str(pid), "-m", "cat",
+                                                    f"{home}/who"], capture_output=True)
+    assert seen.stdout.decode().strip() == names[1]
+    await core.delete_namespaced_pod(names[1], ns, grace_period_seconds=0)
+    await eventually(lambda: _gone(core, ns, names[1]), what="second pod gone")
+    await eventually(lambda: asyncio.to_thread(lambda: not Path(home).exists()),
+                     what="mount point removed")
