@@ -5,13 +5,15 @@ from traitlets.config import Configurable
 
 import labdeck.credentials.app as broker_app
 from labdeck.hub.auth import LabdeckDevAuthenticator
+from labdeck.hub.runs.app import RunsApp
+from labdeck.hub.runs.viewer import ViewerApp
 from labdeck.spawner.kube import LabdeckKubeSpawner
 from labdeck.spawner.local import LabdeckLocalProcessSpawner
 from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 
 def labdeck_classes():
-    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp}
+    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp, RunsApp, ViewerApp}
     classes |= {broker_app.provider_class(k) for k in broker_app.PROVIDER_CLASSES}
     return sorted(classes, key=lambda c: c.__name__)
 

@@ -1,0 +1,218 @@
+"""REST handlers of the ``runs`` service (``/services/runs/api/...``).
+
+Callers authenticate with a JupyterHub API token in the ``Authorization``
+header (``HubAuthenticated``; a token in the URL is refused). Users see and
+manage only their own runs and schedules — another user's are 404, as if
+they did not exist; admins see all. Bodies are validated where they arrive
+and bad input is a 400 that changes nothing. Errors are
+``{"error": <message>, "status": <code>}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.services.auth import HubAuthenticated
+from tornado import web
+
+from . import cron as cronlib
+from .params import InvalidParameters, validate_parameters
+from .paths import InvalidPath, is_run_id, validate_notebook_path
+from .records import validate_profile
+from .scheduler import LimitExceeded
+
+_SCHEDULE_FIELDS = {"notebook", "parameters", "profile", "cron", "timeout", "enabled"}
+_RUN_FIELDS = {"notebook", "parameters", "profile", "timeout"}
+
+
+class APIHandler(HubAuthenticated, web.RequestHandler):
+    """JSON in and out, hub-token authentication, owner checks."""
+
+    @property
+    def app(self):
+        return self.settings["runs_app"]
+
+    @property
+    def scheduler(self):
+        return self.app.scheduler
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def check_xsrf_cookie(self):
+        # token-authenticated API: no cookies are accepted, so no XSRF to check
+        return
+
+    def get_current_user(self):
+        if "token" in self.request.query_arguments:
+            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
+        return super().get_current_user()
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif status_code >= 500:
+            message = "internal error in the runs service (see its log)"
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, web.HTTPError):
+            self.app.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        if not user or user.get("kind", "user") != "user":
+            raise web.HTTPError(403, "Only users can use the runs API")
+        return user["name"]
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.current_user.get("admin"))
+
+    def body(self, allowed: set) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "Body must be JSON") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "Body must be a JSON object")
+        unknown = set(data) - allowed
+        if unknown:
+            raise web.HTTPError(400, f"Unknown field(s): {', '.join(sorted(unknown))}")
+        return data
+
+    def common(self, data: dict) -> tuple:
+        try:
+            notebook = validate_notebook_path(data.get("notebook"))
+            parameters = validate_parameters(data.get("parameters"))
+            profile = validate_profile(data.get("profile"))
+        except (InvalidPath, InvalidParameters, ValueError) as e:
+            raise web.HTTPError(400, str(e)) from None
+        timeout = data.get("timeout", self.app.default_timeout)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or not (1 <= timeout <= self.app.max_timeout):
+            raise web.HTTPError(400, f"timeout must be an integer number of seconds between 1 and {self.app.max_timeout}")
+        return notebook, parameters, profile, timeout
+
+    def visible(self, owner: str) -> bool:
+        return owner == self.user_name or self.is_admin
+
+    def owner_filter(self) -> str | None:
+        asked = self.get_argument("user", None)
+        if self.is_admin:
+            return asked
+        if asked not in (None, self.user_name):
+            raise web.HTTPError(403, "You can only list your own runs and schedules")
+        return self.user_name
+
+
+class RunsHandler(APIHandler):
+    @web.authenticated
+    def get(self):
+        owner = self.owner_filter()
+        try:
+            limit = max(1, min(500, int(self.get_argument("limit", "100"))))
+        except ValueError:
+            raise web.HTTPError(400, "limit must be an integer") from None
+        sched = self.get_argument("schedule", None)
+        runs = self.scheduler.store.list_runs(owner=owner, limit=limit, schedule_id=sched)
+        self.finish(json.dumps({"runs": [r.to_api() for r in runs]}))
+
+    @web.authenticated
+    def post(self):
+        notebook, parameters, profile, timeout = self.common(self.body(_RUN_FIELDS))
+        try:
+            run = self.scheduler.submit(self.user_name, notebook, parameters, profile, timeout)
+        except LimitExceeded as e:
+            raise web.HTTPError(429, str(e)) from None
+        self.set_status(201)
+        self.finish(json.dumps(run.to_api()))
+
+
+class RunHandler(APIHandler):
+    def _run(self, run_id):
+        run = self.scheduler.store.get_run(run_id) if is_run_id(run_id) else None
+        if run is None or not self.visible(run.owner):
+            raise web.HTTPError(404, "No such run")
+        return run
+
+    @web.authenticated
+    def get(self, run_id):
+        self.finish(json.dumps(self._run(run_id).to_api()))
+
+
+class SchedulesHandler(APIHandler):
+    @web.authenticated
+    def get(self):
+        owner = self.owner_filter()
+        items = self.scheduler.store.list_schedules(owner=owner)
+        self.finish(json.dumps({"schedules": [s.to_api(self.scheduler.next_fire(s)) for s in items]}))
+
+    @web.authenticated
+    def post(self):
+        data = self.body(_SCHEDULE_FIELDS)
+        notebook, parameters, profile, timeout = self.common(data)
+        try:
+            expr = cronlib.validate_cron(data.get("cron"))
+        except cronlib.InvalidCron as e:
+            raise web.HTTPError(400, str(e)) from None
+        mine = self.scheduler.store.list_schedules(owner=self.user_name)
+        if len(mine) >= self.app.max_schedules_per_user:
+            raise web.HTTPError(429, f"at most {self.app.max_schedules_per_user} schedules per user")
+        sched = self.scheduler.add_schedule(self.user_name, notebook, parameters, profile, expr, timeout)
+        if data.get("enabled") is False:
+            self.scheduler.store.update_schedule(sched.id, enabled=False)
+            sched.enabled = False
+        self.set_status(201)
+        self.finish(json.dumps(sched.to_api(self.scheduler.next_fire(sched))))
+
+
+class ScheduleHandler(APIHandler):
+    def _sched(self, sched_id):
+        sched = self.scheduler.store.get_schedule(sched_id) if is_run_id(sched_id) else None
+        if sched is None or not self.visible(sched.owner):
+            raise web.HTTPError(404, "No such schedule")
+        return sched
+
+    @web.authenticated
+    def get(self, sched_id):
+        sched = self._sched(sched_id)
+        self.finish(json.dumps(sched.to_api(self.scheduler.next_fire(sched))))
+
+    @web.authenticated
+    def patch(self, sched_id):
+        sched = self._sched(sched_id)
+        data = self.body({"enabled", "cron"})
+        fields = {}
+        if "enabled" in data:
+            if not isinstance(data["enabled"], bool):
+                raise web.HTTPError(400, "enabled must be true or false")
+            fields["enabled"] = data["enabled"]
+        if "cron" in data:
+            try:
+                fields["cron"] = cronlib.validate_cron(data["cron"])
+            except cronlib.InvalidCron as e:
+                raise web.HTTPError(400, str(e)) from None
+        if fields:
+            self.scheduler.store.update_schedule(sched.id, **fields)
+        sched = self.scheduler.store.get_schedule(sched.id)
+        self.finish(json.dumps(sched.to_api(self.scheduler.next_fire(sched))))
+
+    @web.authenticated
+    def delete(self, sched_id):
+        sched = self._sched(sched_id)
+        self.scheduler.store.delete_schedule(sched.id)
+        self.set_status(204)
+        self.finish()
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        app = self.settings["runs_app"]
+        self.finish(json.dumps({"status": "ok", "executing": len(app.scheduler.tasks)}))

@@ -1,0 +1,157 @@
+"""Run records: the one shape a run has in the store, the REST API, S3 and the output notebook."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from .paths import iso
+
+QUEUED, STARTING, RUNNING = "queued", "starting", "running"
+SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
+ACTIVE = (QUEUED, STARTING, RUNNING)
+FINISHED = (SUCCEEDED, FAILED, TIMED_OUT)
+STATUSES = ACTIVE + FINISHED
+
+_PROFILE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def new_run_id() -> str:
+    """12 hex characters: unique per run (not a secret)."""
+    return secrets.token_hex(6)
+
+
+def validate_profile(value) -> str | None:
+    """A profile slug, or None for the hub's default profile."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _PROFILE.match(value):
+        raise ValueError("profile must be a profile slug (lowercase letters, digits, '-')")
+    return value
+
+
+@dataclass
+class Run:
+    id: str
+    owner: str
+    notebook: str
+    parameters: dict
+    profile: str | None
+    created: float
+    timeout: int
+    output_key: str
+    record_key: str
+    bucket: str
+    status: str = QUEUED
+    schedule_id: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    input_sha256: str | None = None
+    error: str | None = None
+    fire_time: float | None = None
+
+    @property
+    def server_name(self) -> str:
+        return f"run-{self.id}"
+
+    @property
+    def output_url(self) -> str:
+        return f"s3://{self.bucket}/{self.output_key}"
+
+    def to_row(self) -> dict:
+        row = dataclasses.asdict(self)
+        row["parameters"] = json.dumps(self.parameters, sort_keys=True)
+        return row
+
+    @classmethod
+    def from_row(cls, row) -> "Run":
+        data = dict(row)
+        data["parameters"] = json.loads(data["parameters"] or "{}")
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
+
+    def to_api(self) -> dict:
+        """What the REST API and the JSON record in S3 say about a run."""
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "notebook": self.notebook,
+            "parameters": self.parameters,
+            "profile": self.profile,
+            "status": self.status,
+            "schedule_id": self.schedule_id,
+            "created": iso(self.created),
+            "started": iso(self.started),
+            "finished": iso(self.finished),
+            "duration_s": round(self.finished - self.started, 3) if self.started and self.finished else None,
+            "timeout_s": self.timeout,
+            "input_sha256": self.input_sha256,
+            "output": self.output_url,
+            "record": f"s3://{self.bucket}/{self.record_key}",
+            "error": self.error,
+        }
+
+
+def labdeck_metadata(
+    *, run_id, owner, notebook, parameters, profile, status, started, finished, input_sha256, schedule_id=None, error=None
+) -> dict:
+    """The ``metadata.labdeck`` block of an output notebook."""
+    return {
+        "run_id": run_id,
+        "owner": owner,
+        "notebook": notebook,
+        "parameters": parameters,
+        "profile": profile,
+        "status": status,
+        "started": iso(started),
+        "finished": iso(finished),
+        "input_sha256": input_sha256,
+        "schedule_id": schedule_id,
+        "error": error,
+    }
+
+
+@dataclass
+class Schedule:
+    id: str
+    owner: str
+    notebook: str
+    parameters: dict
+    profile: str | None
+    cron: str
+    timeout: int
+    created: float
+    enabled: bool = True
+    last_fired: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        row = dataclasses.asdict(self)
+        row.pop("extra")
+        row["parameters"] = json.dumps(self.parameters, sort_keys=True)
+        row["enabled"] = int(self.enabled)
+        return row
+
+    @classmethod
+    def from_row(cls, row) -> "Schedule":
+        data = dict(row)
+        data["parameters"] = json.loads(data["parameters"] or "{}")
+        data["enabled"] = bool(data["enabled"])
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls) if f.name != "extra"})
+
+    def to_api(self, next_fire: float | None = None) -> dict:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "notebook": self.notebook,
+            "parameters": self.parameters,
+            "profile": self.profile,
+            "cron": self.cron,
+            "timeout_s": self.timeout,
+            "enabled": self.enabled,
+            "created": iso(self.created),
+            "last_fired": iso(self.last_fired),
+            "next_fire": iso(next_fire),
+        }

@@ -1,0 +1,317 @@
+"""The ``viewer`` service: notebooks and run outputs from users' S3 homes, read-only, as HTML.
+
+Browsers log in through hub OAuth (``HubOAuthenticated``); the share API also
+accepts a hub token in the ``Authorization`` header. No user server is
+started for a viewer: the service reads S3 with its *own* read-only identity
+(``s3:GetObject`` on ``home/*``, from the standard AWS credential chain) and
+decides itself who may see what, on every request:
+
+- ``view/<path>``: the caller's own ``home/<caller>/<path>``;
+- ``s/<id>``: a share — its owner, the named user, or a *current* member of
+  the named group (asked from the hub on each view); anyone else gets 403,
+  an unknown or revoked id 404;
+- ``api/shares``: list (GET) and create (POST ``{"path", "user"|"group"}``)
+  the caller's shares; ``api/shares/<id>`` DELETE revokes at once.
+
+Needs the scopes ``read:users:groups`` and ``read:users:name``. Users need
+``access:services!service=viewer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from urllib.parse import quote
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import httpserver, web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import Application
+
+from .paths import InvalidPath, home_prefix, validate_home_key
+from .render import SECURITY_HEADERS, render_html
+from .shares import InvalidShare, Share, can_view, looks_like_share_id, new_share_id, validate_share_request
+from .store import ShareStore
+
+
+class ViewerHandler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def viewer(self) -> "ViewerApp":
+        return self.settings["viewer"]
+
+    def get_current_user(self):
+        if "token" in self.request.query_arguments:
+            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
+        return super().get_current_user()
+
+    @property
+    def user_name(self) -> str:
+        user = self.current_user
+        if not user or user.get("kind", "user") != "user":
+            raise web.HTTPError(403, "Only users can view notebooks")
+        return user["name"]
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif status_code >= 500:
+            message = "internal error in the viewer (see its log)"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, web.HTTPError):
+            self.viewer.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    async def render_object(self, owner: str, path: str) -> None:
+        key = home_prefix(owner) + path
+        body = await self.viewer.read_object(key)
+        if body is None:
+            raise web.HTTPError(404, "No such notebook")
+        try:
+            html = await asyncio.get_running_loop().run_in_executor(None, render_html, body, path.rsplit("/", 1)[-1])
+        except Exception:  # noqa: BLE001
+            self.viewer.log.exception("Could not render %s", key)
+            raise web.HTTPError(422, "This file is not a notebook that can be rendered") from None
+        for k, v in SECURITY_HEADERS.items():
+            self.set_header(k, v)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(html)
+
+
+class OwnViewHandler(ViewerHandler):
+    @web.authenticated
+    async def get(self, path):
+        try:
+            path = validate_home_key(path)
+        except InvalidPath as e:
+            raise web.HTTPError(400, str(e)) from None
+        await self.render_object(self.user_name, path)
+
+
+class ShareViewHandler(ViewerHandler):
+    @web.authenticated
+    async def get(self, share_id):
+        user = self.user_name
+        share = self.viewer.shares.get(share_id) if looks_like_share_id(share_id) else None
+        if share is None or share.revoked is not None:
+            raise web.HTTPError(404, "No such share (it may have been revoked)")
+        groups = await self.viewer.groups_of(user) if share.kind == "group" and user != share.owner else ()
+        if not can_view(share, user, groups):
+            raise web.HTTPError(403, "This notebook was not shared with you")
+        await self.render_object(share.owner, share.path)
+
+
+class SharesAPIHandler(ViewerHandler):
+    def set_default_headers(self):
+        self.set_header("Cache-Control", "no-store")
+
+    @web.authenticated
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        shares = self.viewer.shares.list(self.user_name)
+        self.finish(json.dumps({"shares": [s.to_api(self.viewer.base_url) for s in shares]}))
+
+    @web.authenticated
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+            path, kind, grantee = validate_share_request(body)
+        except ValueError as e:  # InvalidShare and JSON errors
+            raise web.HTTPError(400, str(e) if isinstance(e, InvalidShare) else "Body must be JSON") from None
+        owner = self.user_name
+        if await self.viewer.read_object(home_prefix(owner) + path, head=True) is None:
+            raise web.HTTPError(404, "No such notebook in your S3 home")
+        share = Share(id=new_share_id(), owner=owner, path=path, kind=kind, grantee=grantee, created=time.time())
+        self.viewer.shares.add(share)
+        self.viewer.log.info("%s shared %s with %s %s", owner, path, kind, grantee)
+        self.set_status(201)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(share.to_api(self.viewer.base_url)))
+
+
+class ShareAPIHandler(ViewerHandler):
+    @web.authenticated
+    def delete(self, share_id):
+        share = self.viewer.shares.get(share_id) if looks_like_share_id(share_id) else None
+        if share is None or share.owner != self.user_name or share.revoked is not None:
+            raise web.HTTPError(404, "No such share")
+        self.viewer.shares.revoke(share.id, time.time())
+        self.viewer.log.info("%s revoked a share of %s", share.owner, share.path)
+        self.set_status(204)
+        self.finish()
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": "ok"}))
+
+
+class ViewerApp(Application):
+    """Read-only HTML views of notebooks and run outputs, and shares of them."""
+
+    name = "labdeck-viewer"
+    description = __doc__
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
+    port = Integer(8096, config=True, help="Port to listen on.\n\n.. versionadded:: 0.1")
+
+    base_url = Unicode(
+        config=True,
+        help="""URL prefix of every endpoint.
+
+        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/viewer/``).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("base_url")
+    def _base_url_default(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/viewer/")
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal):
+        return ("/" + proposal.value.strip("/") + "/").replace("//", "/")
+
+    db_path = Unicode(
+        config=True,
+        help="""sqlite file holding the shares (created 0600).
+
+        Defaults to ``$LABDECK_STATE_DIR/runs/shares.sqlite``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("db_path")
+    def _db_path_default(self):
+        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "shares.sqlite")
+
+    bucket = Unicode(
+        "labdeck-data",
+        config=True,
+        help="""Bucket of the users' homes (``home/<user>/``).
+
+        The service's own AWS identity needs ``s3:GetObject`` on
+        ``arn:aws:s3:::<bucket>/home/*`` and nothing else.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    max_bytes = Integer(
+        50 * 1024 * 1024,
+        config=True,
+        help="Largest notebook (bytes) the viewer renders; larger ones are refused.\n\n.. versionadded:: 0.1",
+    )
+
+    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
+
+    aliases = {"config": "ViewerApp.config_file", "port": "ViewerApp.port", "ip": "ViewerApp.ip"}
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.log.setLevel(logging.INFO)
+        self.shares = ShareStore(self.db_path)
+        self._s3 = None
+        self.api_url = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api").rstrip("/")
+        self._token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    async def read_object(self, key: str, head: bool = False) -> bytes | None:
+        """The object's bytes (or ``b""`` for ``head``), None if it does not exist."""
+        from botocore.exceptions import ClientError
+
+        def fetch():
+            try:
+                if head:
+                    meta = self.s3.head_object(Bucket=self.bucket, Key=key)
+                    return b"" if meta["ContentLength"] <= self.max_bytes else None
+                obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+                if obj["ContentLength"] > self.max_bytes:
+                    raise web.HTTPError(413, "Notebook too large to render")
+                return obj["Body"].read()
+            except ClientError as e:
+                code = e.response.get("Error", {}).get("Code", "")
+                if code in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                self.log.warning("S3 refused %s: %s", key, code)
+                raise web.HTTPError(502, "Could not read the notebook from storage") from None
+
+        return await asyncio.get_running_loop().run_in_executor(None, fetch)
+
+    async def groups_of(self, user: str) -> tuple[str, ...]:
+        """The user's groups, asked from the hub now (no cache: removal takes effect at once)."""
+        req = HTTPRequest(f"{self.api_url}/users/{quote(user, safe='')}", headers={"Authorization": f"token {self._token}"})
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code != 200:
+            self.log.warning("Could not read the groups of %s (HTTP %s)", user, resp.code)
+            return ()
+        return tuple(json.loads(resp.body).get("groups") or ())
+
+    def make_app(self) -> web.Application:
+        p = self.base_url
+        return web.Application(
+            [
+                (p + r"health", HealthHandler),
+                (p + r"oauth_callback", HubOAuthCallbackHandler),
+                (p + r"view/(.+)", OwnViewHandler),
+                (p + r"s/([^/]+)", ShareViewHandler),
+                (p + r"api/shares", SharesAPIHandler),
+                (p + r"api/shares/([^/]+)", ShareAPIHandler),
+            ],
+            viewer=self,
+            cookie_secret=os.urandom(32),
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        # path only (never the query string, which could carry OAuth codes)
+        status = handler.get_status()
+        log = self.log.info if status < 400 else self.log.warning
+        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, 1000.0 * handler.request.request_time())
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info("labdeck viewer on http://%s:%s%s", self.ip, self.port, self.base_url)
+        await stop.wait()
+        server.stop()
+
+    def start(self):
+        async def run():
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await self.serve(stop)
+
+        asyncio.run(run())
+
+
+def main(argv=None):
+    ViewerApp.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()
