@@ -225,8 +225,8 @@ class TablesHandler(BaseHandler):
         access.require_read(self.claims, project, dataset)
         await self.run(self.engine.require_dataset, project, dataset)
         tables = await self.run(self.engine.list_tables, project, dataset)
-        start = int(self.get_query_argument("pageToken", "0") or 0) if (
-            self.get_query_argument("pageToken", "0") or "0").isdigit() else 0
+        token = self.get_query_argument("pageToken", "") or ""
+        start = int(token) if token.isdigit() else 0
         size = self.int_arg("maxResults") or 1000
         page = tables[start:start + size]
         body: dict[str, Any] = {
@@ -392,6 +392,9 @@ class QueriesHandler(BaseHandler):
         body = self.body_json()
         if body.get("dryRun"):
             raise ApiError("invalid", "Dry runs are not supported by the local BigQuery endpoint")
+        max_results = body.get("maxResults")
+        if max_results is not None and not str(max_results).isdigit():
+            raise ApiError("invalid", "Invalid value for maxResults: expected an integer")
         job_id = JobStore.new_id()
         created = now_ms()
         result = await self.run(run_query, self.engine, self.claims, project, body)
@@ -399,7 +402,6 @@ class QueriesHandler(BaseHandler):
                             if k in ("query", "defaultDataset", "useLegacySql", "queryParameters")}}
         job = finished_job(project, job_id, self.claims["sub"], "QUERY", config, created, result=result)
         self.jobs.add(job)
-        max_results = body.get("maxResults")
         self.reply(job.query_results(0, int(max_results) if max_results is not None else None,
                                      kind="bigquery#queryResponse"))
 

@@ -227,7 +227,7 @@ def run_query(engine: Engine, claims: dict[str, Any], project: str, config: dict
 class JobStore:
     """Finished jobs by ``(project, job_id)``, oldest evicted past ``max_jobs``."""
 
-    def __init__(self, max_jobs: int = 1000) -> None:
+    def __init__(self, max_jobs: int = 200) -> None:
         self.max_jobs = max_jobs
         self._jobs: OrderedDict[tuple[str, str], Job] = OrderedDict()
         self._lock = threading.Lock()
