@@ -361,6 +361,39 @@ class LocalCluster:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path | str, expiration: int = 3600
+    ) -> Path:
+        """Write a 0600 kubeconfig for ServiceAccount ``namespace/name`` and return its path.
+
+        Creates the ServiceAccount if missing and mints a token with the TokenRequest API
+        (no controller-manager needed), so tests can check RBAC as e.g. the hub's account.
+        """
+        self._api_json("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                       {"metadata": {"name": name}}, ok=(201, 409))
+        out = self._api_json(
+            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+             "spec": {"expirationSeconds": expiration}},
+        )
+        return self._write_kubeconfig(Path(path), f"{namespace}:{name}",
+                                      out["status"]["token"], namespace)
+
+    def _api_json(self, method: str, path: str, body: dict, ok: tuple[int, ...] = (200, 201)
+                  ) -> dict:
+        req = urllib.request.Request(
+            self.url + path, method=method, data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self._token}",
+                     "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return {}
+            raise ClusterError(f"{method} {path}: HTTP {e.code} {e.read()[:300]!r}") from None
+
     def _check_alive(self, name: str) -> None:
         proc = self._procs.get(name)
         if proc is not None and proc.poll() is not None:
@@ -395,8 +428,15 @@ class LocalCluster:
             time.sleep(0.25)
         raise ClusterError(f"kube-apiserver not ready after {self.ready_timeout:.0f}s: {last}")
 
-    def _write_kubeconfig(self) -> None:
+    def _write_kubeconfig(
+        self, path: Path | None = None, user: str = ADMIN_USER, token: str | None = None,
+        namespace: str | None = None,
+    ) -> Path:
+        """Write a 0600 kubeconfig (default: the admin one, ``<workdir>/kubeconfig``)."""
         assert self.workdir is not None and self.ca_file is not None
+        context: dict[str, str] = {"cluster": "labdeck-local", "user": user}
+        if namespace:
+            context["namespace"] = namespace
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -406,17 +446,15 @@ class LocalCluster:
                     "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)},
                 }
             ],
-            "users": [{"name": ADMIN_USER, "user": {"token": self._token}}],
-            "contexts": [
-                {
-                    "name": "labdeck-local",
-                    "context": {"cluster": "labdeck-local", "user": ADMIN_USER},
-                }
-            ],
+            "users": [{"name": user, "user": {"token": token or self._token}}],
+            "contexts": [{"name": "labdeck-local", "context": context}],
             "current-context": "labdeck-local",
         }
         # JSON is valid YAML, so every kubeconfig loader reads this.
-        self.kubeconfig = _write_private(self.workdir / "kubeconfig", json.dumps(config, indent=2))
+        path = _write_private(path or self.workdir / "kubeconfig", json.dumps(config, indent=2))
+        if user == ADMIN_USER and token is None:
+            self.kubeconfig = path
+        return path
 
 
 try:

@@ -501,3 +501,39 @@ async def test_same_mount_path_isolated_per_pod(core: client.CoreV1Api, kubelet:
     await eventually(lambda: _gone(core, ns, names[1]), what="second pod gone")
     await eventually(lambda: asyncio.to_thread(lambda: not Path(home).exists()),
                      what="mount point removed")
+
+
+async def test_service_account_kubeconfig_and_rbac(kube_cluster: LocalCluster,
+                                                   core: client.CoreV1Api,
+                                                   kube_namespace: str, tmp_path: Path) -> None:
+    """A ServiceAccount token (TokenRequest API) authenticates; RBAC decides what it may do."""
+    name = pod_name("hub")
+    kc = kube_cluster.service_account_kubeconfig(kube_namespace, name, tmp_path / "hub.kubeconfig")
+    assert stat.S_IMODE(kc.stat().st_mode) == 0o600
+    api = await config.new_client_from_config(config_file=str(kc))
+    async with api:
+        sa_core = client.CoreV1Api(api)
+        with pytest.raises(ApiException) as err:
+            await sa_core.list_namespaced_pod(kube_namespace)
+        assert err.value.status == 403
+        rbac = client.RbacAuthorizationV1Api(core.api_client)
+        await rbac.create_namespaced_role(kube_namespace, {
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
+        await rbac.create_namespaced_role_binding(kube_namespace, {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name,
+                          "namespace": kube_namespace}]})
+        await eventually(lambda: _can_list(sa_core, kube_namespace), what="RBAC allows list")
+        with pytest.raises(ApiException) as err:
+            await sa_core.list_namespaced_secret(kube_namespace)
+        assert err.value.status == 403
+
+
+async def _can_list(core: client.CoreV1Api, ns: str) -> bool:
+    try:
+        await core.list_namespaced_pod(ns)
+        return True
+    except ApiException:
+        return False
