@@ -170,38 +170,40 @@ class Scheduler:
     async def _execute(self, run_id: str) -> None:
         run = self.store.get_run(run_id)
         options = {"profile": run.profile} if run.profile else {}
+        outcome: tuple = (FAILED, "internal error in the scheduler", {})
         try:
-            try:
-                await self.launcher.start_server(run.owner, run.server_name, options, self.spawn_timeout)
-            except LaunchError as e:
-                self._finish(run.id, FAILED, str(e))
-                return
-            self.store.update_run(run.id, status=RUNNING, started=self.clock())
-            code = driver.kernel_code(self.driver_spec(run))
-            try:
-                stdout = await self.launcher.execute(run.owner, run.server_name, code, run.timeout + self.timeout_grace)
-            except ExecTimeout:
-                self._finish(run.id, TIMED_OUT, f"the run exceeded its timeout of {run.timeout}s and was stopped")
-                return
-            except LaunchError as e:
-                self._finish(run.id, FAILED, str(e))
-                return
-            result = driver.parse_result(stdout) or {"status": FAILED, "error": "the run driver reported no result"}
-            status = result.get("status") if result.get("status") in FINISHED else FAILED
-            self._finish(
-                run.id, status, result.get("error"),
-                input_sha256=result.get("input_sha256"),
-            )
+            outcome = await self._attempt(run, options)
         except Exception as e:  # noqa: BLE001 - a run never takes the scheduler down
             self.log.exception("Run %s crashed in the scheduler", run.id)
-            self._finish(run.id, FAILED, f"internal error in the scheduler: {type(e).__name__}")
+            outcome = (FAILED, f"internal error in the scheduler: {type(e).__name__}", {})
         finally:
+            # the server goes first, so a finished run never has a server left
             try:
                 await self.launcher.stop_server(run.owner, run.server_name, 60)
             except Exception:  # noqa: BLE001
                 self.log.exception("Could not stop the server of run %s", run.id)
+            status, error, fields = outcome
+            self._finish(run.id, status, error, **fields)
             self.tasks.pop(run.id, None)
             self.dispatch()
+
+    async def _attempt(self, run: Run, options: dict) -> tuple:
+        """Start the server and execute the driver; return (status, error, extra fields)."""
+        try:
+            await self.launcher.start_server(run.owner, run.server_name, options, self.spawn_timeout)
+        except LaunchError as e:
+            return FAILED, str(e), {}
+        self.store.update_run(run.id, status=RUNNING, started=self.clock())
+        code = driver.kernel_code(self.driver_spec(run))
+        try:
+            stdout = await self.launcher.execute(run.owner, run.server_name, code, run.timeout + self.timeout_grace)
+        except ExecTimeout:
+            return TIMED_OUT, f"the run exceeded its timeout of {run.timeout}s and was stopped", {}
+        except LaunchError as e:
+            return FAILED, str(e), {}
+        result = driver.parse_result(stdout) or {"status": FAILED, "error": "the run driver reported no result"}
+        status = result.get("status") if result.get("status") in FINISHED else FAILED
+        return status, result.get("error"), {"input_sha256": result.get("input_sha256")}
 
     async def recover(self) -> None:
         """At startup: runs left starting/running by a previous process are failed; their servers stopped."""
