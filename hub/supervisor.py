@@ -121,6 +121,23 @@ def load_profiles_file(path: str) -> list[dict]:
     return data
 
 
+def stop_group(pid: int, grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it if it outlives ``grace``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def parse_admin_users(value: str) -> list[str]:
     admins = []
     for raw in value.split(","):
@@ -158,21 +175,37 @@ class Supervisor:
 
     # ------------------------------------------------------------ preparation
 
+    def _ours(self, pid: int) -> bool:
+        """True if ``pid`` is a component labdeck started for *this* state directory."""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return f"LABDECK_STATE_DIR={self.state.root}".encode() in environ
+
     def check_not_running(self) -> None:
+        """Refuse to start twice; after a crash, stop the orphaned components of the last run."""
         run = self.state.run
         if not run.exists():
             return
+        sup = run / "supervisor.pid"
+        try:
+            sup_pid = int(sup.read_text().strip() or 0) if sup.exists() else 0
+        except ValueError:
+            sup_pid = 0
+        if sup_pid and sup_pid != os.getpid() and pid_alive(sup_pid):
+            raise SupervisorError(
+                f"labdeck is already running from {self.state.root} (supervisor pid {sup_pid}); stop it with Ctrl-C or kill {sup_pid}"
+            )
         for pidfile in run.glob("*.pid"):
             try:
                 pid = int(pidfile.read_text().strip() or 0)
             except ValueError:
                 pid = 0
-            if pid and pid != os.getpid() and pid_alive(pid):
-                if pidfile.name == "supervisor.pid":
-                    raise SupervisorError(
-                        f"labdeck is already running from {self.state.root} (supervisor pid {pid}); stop it with Ctrl-C or kill {pid}"
-                    )
-                continue  # a user server or hub left by a crash: checked via ports below
+            if pid and pid != os.getpid() and pid_alive(pid) and self._ours(pid):
+                # a component orphaned by a crashed supervisor: stop its process group
+                print(f"labdeck: stopping {pidfile.stem} (pid {pid}) left over from a previous run", file=sys.stderr, flush=True)
+                stop_group(pid)
             pidfile.unlink(missing_ok=True)
 
     def plan_ports(self, previous: dict) -> dict:

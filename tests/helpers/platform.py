@@ -23,6 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 LABDECK = str(Path(sys.executable).with_name("labdeck"))
 
 
+def pid_alive_or_zombie(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,7 +69,7 @@ class Platform:
 
 
 def start_platform(state_dir: Path, password: str = "test-password-1", extra_env: dict | None = None, timeout: float = 120) -> Platform:
-    port = free_port()
+    port = int((extra_env or {}).get("LABDECK_PORT") or free_port())
     env = {
         **os.environ,
         "LABDECK_STATE_DIR": str(state_dir),
@@ -70,7 +79,8 @@ def start_platform(state_dir: Path, password: str = "test-password-1", extra_env
         **(extra_env or {}),
     }
     log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "ab")
+    offset = log.tell()  # a restart appends: only this run's output counts
     proc = subprocess.Popen([LABDECK, "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     plat = Platform(f"http://127.0.0.1:{port}", state_dir, password, proc, log_path)
@@ -78,7 +88,10 @@ def start_platform(state_dir: Path, password: str = "test-password-1", extra_env
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"labdeck up exited with {proc.returncode}:\n{plat.logs()}")
-        if "labdeck is running" in log_path.read_text(errors="replace"):
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            started = b"labdeck is running" in f.read()
+        if started:
             try:
                 if requests.get(plat.url + "/hub/health", timeout=2).status_code == 200:
                     return plat
