@@ -136,6 +136,8 @@ class System:
         self.proc: subprocess.Popen | None = None
         self._known: dict[int, psutil.Process] = {}
         self._stopped = False
+        self.keep_logs: Path | None = None  # copy logs here before the temp dir goes
+        self.experiments: list[str] = []
 
     # subclasses: start(), hub_pid(), hub_log()
 
@@ -220,6 +222,10 @@ class System:
                 self.proc.wait(timeout=10)
             leftovers = [p for p in self._known.values() if p.is_running()]
             _kill_all(leftovers, grace=3)
+            if self.keep_logs:
+                self.keep_logs.mkdir(parents=True, exist_ok=True)
+                for f in self.tmp.rglob("*.log"):
+                    shutil.copy(f, self.keep_logs / f.name)
             shutil.rmtree(self.tmp, ignore_errors=True)
             with _LOCK:
                 if self in _STARTED:
@@ -244,6 +250,7 @@ class Labdeck(System):
             "LABDECK_STATE_DIR": str(self.state),
             "LABDECK_PORT": str(self.port),
             "LABDECK_DEV_PASSWORD": self.password,
+            **experiment_env(self.tmp, self.experiments),
         }
         self._popen([str(BIN / "labdeck"), "up"], env, self.log_path)
         self.wait_health()
@@ -285,6 +292,7 @@ class Vanilla(System):
             "BENCH_VANILLA_PASSWORD": self.password,
             "BENCH_CHP": str(CHP),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            **experiment_env(self.tmp, self.experiments),
         }
         self._popen([sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "bench" / "vanilla_config.py")], env, self.log_path)
         self.wait_health()
@@ -301,6 +309,41 @@ class Vanilla(System):
 
 
 SYSTEMS = {"labdeck": Labdeck, "vanilla": Vanilla}
+
+#: Opt-in *measurements* of fixes proposed to other parts of labdeck, injected
+#: through a ``sitecustomize`` on PYTHONPATH (the supervisor passes PYTHONPATH to
+#: the hub, the hub to user servers). They are not product code; they answer
+#: "what would this change buy" in the same run. See README "Performance".
+EXPERIMENTS = {
+    # spawner/mixin.py: credential requests must not wait in the hub's shared
+    # tornado HTTP client queue (10 at a time; queue time > 20 s fails the spawn)
+    "http-clients": (
+        "try:\n"
+        "    from tornado.httpclient import AsyncHTTPClient\n"
+        "    AsyncHTTPClient.configure(None, max_clients=256)\n"
+        "except Exception:\n"
+        "    pass\n"
+    ),
+}
+#: images/: jsonschema imports rfc3987_syntax, which compiles an Earley grammar at
+#: import (~1.4 CPU s of every server start); without it jsonschema skips only the "iri" format
+LAZY_RFC3987_STUB = 'raise ImportError("rfc3987_syntax disabled by the lazy-rfc3987 bench experiment")\n'
+
+
+def experiment_env(tmp: Path, names: list[str]) -> dict:
+    if not names:
+        return {}
+    d = tmp / "experiments"
+    d.mkdir(exist_ok=True)
+    code = "".join(EXPERIMENTS[n] for n in names if n in EXPERIMENTS)
+    (d / "sitecustomize.py").write_text(code)
+    if "lazy-rfc3987" in names:
+        (d / "rfc3987_syntax.py").write_text(LAZY_RFC3987_STUB)
+    unknown = [n for n in names if n not in EXPERIMENTS and n != "lazy-rfc3987"]
+    if unknown:
+        raise SystemExit(f"unknown experiment(s): {unknown}")
+    old = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(d) + (os.pathsep + old if old else "")}
 
 
 # --------------------------------------------------------------------- client

@@ -87,6 +87,7 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
             r["server_cpu_s"] = server_cpu(system, u.name)
         except SpawnError as e:
             r["error"], r["code"] = str(e), e.code
+            r["failed_at_s"] = time.monotonic() - t0_box["t0"]
         except Exception as e:  # a person's view: anything else is a failure too
             r["error"] = f"{type(e).__name__}: {e}"
 
@@ -107,7 +108,9 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
         "users": n,
         "ready_s": [r["ready_s"] for r in res],
         "failures": sum(1 for r in res if r["ready_s"] is None),
-        "errors": [{"user": r["user"], "code": r["code"], "error": r["error"]} for r in res if r["ready_s"] is None],
+        "errors": [
+            {"user": r["user"], "code": r["code"], "error": r["error"], "at_s": r.get("failed_at_s")} for r in res if r["ready_s"] is None
+        ],
         "http_500s": sum(1 for r in res if r["code"] and r["code"] >= 500),
         "progress_events": [r["progress_events"] for r in res],
         "login_s": [r.get("login_s") for r in res],
@@ -153,6 +156,10 @@ def _quiet(fn, *a):
 
 def run_round(name: str, n: int, args) -> dict:
     system = SYSTEMS[name]()
+    if args.keep_logs:
+        system.keep_logs = args.out / "logs" / f"{name}-{n}"
+    if name == "labdeck":
+        system.experiments = args.experiment
     try:
         system.start()
         cal = calibrate(system, args.calibrate, f"{name[:3]}{n}")
@@ -182,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=300, help="per person, seconds (bounded)")
     ap.add_argument("--calibrate", type=int, default=3, help="single starts to measure one start's CPU")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--keep-logs", action="store_true", help="copy each system's logs to <out>/logs/")
+    ap.add_argument("--experiment", action="append", default=[], help="measure a proposed fix on labdeck (see common.EXPERIMENTS)")
     args = ap.parse_args(argv)
     install_cleanup()
     sizes = [int(x) for x in args.users.split(",") if x.strip()]
@@ -202,7 +211,7 @@ def main(argv=None) -> int:
         print("bench: interrupted; stopping everything", file=sys.stderr)
         return 130
     info["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    data = {"machine": info, "rounds": rounds}
+    data = {"machine": info, "experiments": args.experiment, "rounds": rounds}
     if rounds:
         for name in names:
             data[name] = rounds[-1][name]

@@ -13,14 +13,24 @@ JupyterHub does at 20 users on 2 cores: "never showed up after 30 seconds").
 So the timeouts are derived from the largest storm the hub accepts
 (``concurrent_spawn_limit``), the CPU cost of one start and the core count.
 
+The other half is priority. On a machine where 40 servers start at once, the
+kernel's scheduler gives every runnable process the same share, so the hub,
+the proxy, the credential broker and the AWS emulator - four processes that
+every one of those 40 people waits on - would get 4/44 of the CPU. User
+servers (and the kernels they start) therefore run with a lower priority
+(``nice``): the platform stays responsive, the total work is unchanged.
+
 Settings keys (all optional): ``cpu_count``, ``spawn_cpu_seconds``,
-``concurrent_spawn_limit``, ``http_timeout``, ``start_timeout``.
+``concurrent_spawn_limit``, ``http_timeout``, ``start_timeout``,
+``credential_timeout``, ``server_nice``, ``singleuser_cmd``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sys
 
 from traitlets.config import Config
 
@@ -50,8 +60,11 @@ def server_args(settings: dict) -> list[str]:
 
     Each one removes something a user server would otherwise do (and, on a
     machine without internet, wait for) without taking away a feature a person
-    uses in the embedded default.
+    uses in the embedded default. ``server_prefix`` (default: this Python's
+    prefix, which the local spawner's servers share) is where they are installed.
     """
+    prefix = settings.get("server_prefix") or sys.prefix
+    node_roots = [os.path.join(prefix, "lib"), prefix, os.path.join(prefix, "share", "jupyter", "lab", "staging")]
     return [
         # The extension manager's default ("pypi") queries PyPI from every server;
         # the embedded default installs extensions through the image/venv, not the UI.
@@ -60,7 +73,18 @@ def server_args(settings: dict) -> list[str]:
         "--LabApp.news_url=None",
         # No "is there a newer JupyterLab" request from every server: versions are pinned.
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        # jupyter-lsp computes where node-based language servers may live by running
+        # `npm prefix -g` (a node process) in every server. Name the roots it would
+        # search anyway - the environment's own - so servers installed there are still found.
+        f"--LanguageServerManager.node_roots={json.dumps(node_roots)}",
     ]
+
+
+def server_cmd(settings: dict) -> list[str]:
+    """``Spawner.cmd``: jupyterhub-singleuser at a lower CPU priority (``nice`` execs it: same pid)."""
+    cmd = settings.get("singleuser_cmd") or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
+    nice = int(settings.get("server_nice", 10))
+    return ["nice", "-n", str(nice), cmd] if nice else [cmd]
 
 
 def performance_config(settings: dict) -> Config:
@@ -79,10 +103,17 @@ def performance_config(settings: dict) -> Config:
     # case within the limit, 1.5x for scheduling noise, plus one unloaded start.
     c.Spawner.http_timeout = settings.get("http_timeout", int(math.ceil(30 + 1.5 * worst)))
 
-    # Time for Spawner.start() to return: home, files and the credential
-    # request (the mixin's own credential_timeout is 30 s) happen before that,
-    # on a busy broker and emulator too.
-    c.Spawner.start_timeout = settings.get("start_timeout", 120)
+
+    # The spawner asks the broker for credentials while the server starts. In a
+    # storm those requests queue in the hub's HTTP client (tornado's simple
+    # client runs 10 at a time and counts queueing time against the timeout)
+    # and wait on a busy emulator: 30 s failed 35 of 40 spawns in bench/storm.py.
+    # Waiting longer costs nothing - the server is still starting meanwhile.
+    c.LabdeckSpawnerMixin.credential_timeout = float(settings.get("credential_timeout", c.Spawner.http_timeout))
+
+    # Time for Spawner.start() to return: labdeck's start waits for that
+    # credential request before returning, so it must outlast it.
+    c.Spawner.start_timeout = settings.get("start_timeout", int(c.LabdeckSpawnerMixin.credential_timeout) + 30)
 
     # The REST API answers 202 at once and the spawn continues in the
     # background; the person follows the progress stream. This also keeps API
@@ -103,5 +134,6 @@ def performance_config(settings: dict) -> Config:
     # (JupyterHub exits after this many consecutive failures when > 0).
     c.Spawner.consecutive_failure_limit = 0
 
+    c.Spawner.cmd = server_cmd(settings)
     c.Spawner.args = server_args(settings)
     return c
