@@ -58,6 +58,21 @@ class BrokerHandler(web.RequestHandler):
             raise web.HTTPError(401, "Malformed Authorization header (expected 'token <JupyterHub API token>')")
         return m.group(1)
 
+    def provider(self, name: str):
+        provider = self.broker.providers_by_name.get(name)
+        if provider is None:
+            raise web.HTTPError(404, f"No credential provider {name!r} is configured")
+        return provider
+
+    async def issue(self, provider, ident: Identity) -> dict:
+        """The provider's reply for ``ident``; upstream and config failures become readable HTTP errors."""
+        try:
+            return await self.broker.credentials(provider, ident)
+        except UpstreamError as e:
+            raise web.HTTPError(503, str(e)) from None
+        except GrantConfigError as e:
+            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
+
     async def identity(self) -> Identity:
         ident = await self.broker.identify(self._token())
         if ident is None:
@@ -72,17 +87,9 @@ class CredentialsHandler(BrokerHandler):
     """``GET|POST <prefix><provider>/credentials``: fresh or cached credentials for the caller."""
 
     async def get(self, provider_name):
-        provider = self.broker.providers_by_name.get(provider_name)
-        if provider is None:
-            raise web.HTTPError(404, f"No credential provider {provider_name!r} is configured")
+        provider = self.provider(provider_name)
         ident = await self.identity()
-        try:
-            body = await self.broker.credentials(provider, ident)
-        except UpstreamError as e:
-            raise web.HTTPError(503, str(e)) from None
-        except GrantConfigError as e:
-            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
-        self.finish(json.dumps(body))
+        self.finish(json.dumps(await self.issue(provider, ident)))
 
     post = get
 
@@ -120,9 +127,7 @@ class TokenExchangeHandler(BrokerHandler):
     async def post(self, provider_name):
         from .gcp_requests import TOKEN_EXCHANGE_GRANT
 
-        provider = self.broker.providers_by_name.get(provider_name)
-        if provider is None:
-            raise web.HTTPError(404, f"No credential provider {provider_name!r} is configured")
+        provider = self.provider(provider_name)
         if self.get_body_argument("grant_type", "") != TOKEN_EXCHANGE_GRANT:
             raise web.HTTPError(400, "Unsupported grant_type (expected token exchange)")
         subject = self.get_body_argument("subject_token", "")
@@ -131,10 +136,4 @@ class TokenExchangeHandler(BrokerHandler):
         ident = await self.broker.identify(subject)
         if ident is None:
             raise web.HTTPError(401, "Invalid or expired JupyterHub API token")
-        try:
-            body = await self.broker.credentials(provider, ident)
-        except UpstreamError as e:
-            raise web.HTTPError(503, str(e)) from None
-        except GrantConfigError as e:
-            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
-        self.finish(json.dumps(body))
+        self.finish(json.dumps(await self.issue(provider, ident)))

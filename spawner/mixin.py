@@ -161,10 +161,11 @@ class LabdeckSpawnerMixin(Configurable):
     def _profiles_default(self):
         return [dict(p) for p in profiles.DEFAULT_PROFILES]
 
-    @validate("profiles")
-    def _validate_profiles(self, proposal):
+    @validate("profiles", "sizes")
+    def _validate_profiles_and_sizes(self, proposal):
+        normalize = profiles.normalize_profiles if proposal.trait.name == "profiles" else profiles.normalize_sizes
         try:
-            return profiles.normalize_profiles(proposal.value)
+            return normalize(proposal.value)
         except profiles.ProfileConfigError as e:
             raise ValueError(f"LabdeckSpawnerMixin.{e}") from None
 
@@ -187,12 +188,6 @@ class LabdeckSpawnerMixin(Configurable):
     def _sizes_default(self):
         return [dict(s) for s in profiles.DEFAULT_SIZES]
 
-    @validate("sizes")
-    def _validate_sizes(self, proposal):
-        try:
-            return profiles.normalize_sizes(proposal.value)
-        except profiles.ProfileConfigError as e:
-            raise ValueError(f"LabdeckSpawnerMixin.{e}") from None
 
     onboarding_dirs = List(
         Unicode(),

@@ -86,3 +86,12 @@ def test_form_hides_restricted_and_disables_unavailable_with_reason():
 def test_options_from_form_keeps_unknown_fields_so_they_are_rejected():
     opts = P.options_from_form({"profile": ["lab"], "size": ["small"], "_xsrf": ["x"], "image": ["evil"]})
     assert opts == {"profile": "lab", "size": "small", "image": "evil"}
+
+
+@pytest.mark.parametrize("trait, value, message", [("profiles", [{"slug": "X"}], "profiles[0]"), ("sizes", [{"slug": "s", "cpu": 1}], "sizes[0]")])
+def test_spawner_traits_validate_profiles_and_sizes(trait, value, message):
+    from labdeck.spawner.local import LabdeckLocalProcessSpawner
+
+    with pytest.raises(Exception) as e:
+        LabdeckLocalProcessSpawner(**{trait: value})
+    assert f"LabdeckSpawnerMixin.{message}" in str(e.value)
