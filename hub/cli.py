@@ -13,6 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="run the embedded default on 127.0.0.1 (state in $LABDECK_STATE_DIR or .labdeck/)")
     broker = sub.add_parser("broker", help="run the credential broker service")
     broker.add_argument("--config", required=True, help="broker config file (.py or .json)")
+    sub.add_parser("run", help="run or schedule a notebook (labdeck run NOTEBOOK -p key value ...; see labdeck run -h)", add_help=False)
+    if argv[:1] == ["run"]:
+        from .runs.client import main as run_main
+
+        return run_main(argv[1:])
     args, rest = parser.parse_known_args(argv)
     if args.command == "up":
         from .supervisor import Supervisor

@@ -29,10 +29,44 @@ def banner_html(text: str | None) -> str:
         return DEFAULT_BANNER
     return html.escape(text)
 SUPERVISOR_SERVICE = "labdeck-supervisor"
+RUNS_SERVICE = "runs"
+VIEWER_SERVICE = "viewer"
 
 
 def broker_url(settings: dict) -> str:
     return f"http://127.0.0.1:{settings['broker_port']}/services/{BROKER_SERVICE}/"
+
+
+def runs_services(settings: dict, secrets: dict) -> list[dict]:
+    """The runs scheduler and the read-only viewer (labdeck.hub.runs), when their ports are planned."""
+    if "runs_port" not in settings:
+        return []
+    return [
+        {"name": RUNS_SERVICE, "url": f"http://127.0.0.1:{settings['runs_port']}", "api_token": secrets["runs_token"]},
+        {
+            "name": VIEWER_SERVICE,
+            "url": f"http://127.0.0.1:{settings['viewer_port']}",
+            "api_token": secrets["viewer_token"],
+            "oauth_no_confirm": True,
+        },
+    ]
+
+
+def runs_roles(settings: dict) -> list[dict]:
+    """Scopes of the runs/viewer services, and every user's (and server token's) access to them."""
+    if "runs_port" not in settings:
+        return []
+    access = [f"access:services!service={RUNS_SERVICE}", f"access:services!service={VIEWER_SERVICE}"]
+    return [
+        {
+            "name": "labdeck-runs",
+            "scopes": ["admin:servers", "access:servers", "read:users", "read:users:name"],
+            "services": [RUNS_SERVICE],
+        },
+        {"name": "labdeck-viewer", "scopes": ["read:users:groups", "read:users:name"], "services": [VIEWER_SERVICE]},
+        {"name": "user", "scopes": ["self", *access]},
+        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", f"access:services!service={RUNS_SERVICE}"]},
+    ]
 
 
 def local_config(settings: dict, secrets: dict) -> Config:
@@ -68,6 +102,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
     hub.services = [
         {"name": BROKER_SERVICE, "url": f"http://127.0.0.1:{settings['broker_port']}", "api_token": secrets["broker_token"]},
         {"name": SUPERVISOR_SERVICE, "api_token": secrets["supervisor_token"]},
+        *runs_services(settings, secrets),
     ]
     hub.load_roles = [
         {"name": "labdeck-broker", "scopes": ["read:users", "read:users:groups"], "services": [BROKER_SERVICE]},
@@ -76,6 +111,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
             "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users"],
             "services": [SUPERVISOR_SERVICE],
         },
+        *runs_roles(settings),
     ]
 
     proxy = c.ConfigurableHTTPProxy

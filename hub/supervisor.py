@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import BROKER_SERVICE, broker_url
+from .config import BROKER_SERVICE, RUNS_SERVICE, VIEWER_SERVICE, broker_url
 from .state import SECRET_NAMES, StateDir, state_dir
 from .usernames import InvalidUsername, check_username, normalize_username
 
@@ -48,7 +48,7 @@ STOP_GRACE_S = 10
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
 #: start order; stopped in reverse
-COMPONENT_ORDER = ("aws", "bigquery", "proxy", "hub", "broker")
+COMPONENT_ORDER = ("aws", "bigquery", "proxy", "hub", "broker", "runs", "viewer")
 
 
 class SupervisorError(Exception):
@@ -216,7 +216,7 @@ class Supervisor:
             )
         ports = {"public_port": public}
         taken = {public}
-        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port", "bq_port"):
+        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port", "bq_port", "runs_port", "viewer_port"):
             want = previous.get(key)
             if want and want not in taken and port_free(want):
                 ports[key] = want
@@ -364,7 +364,33 @@ class Supervisor:
                 },
                 ready_url=broker_url(s) + "health",
             ),
+            **self.runs_components(base),
         }
+
+    def runs_components(self, base: dict) -> dict:
+        """The runs scheduler and the read-only viewer (labdeck.hub.runs) as hub services."""
+        s = self.settings
+        comps = {}
+        for name, service, module in (("runs", RUNS_SERVICE, "app"), ("viewer", VIEWER_SERVICE, "viewer")):
+            env = {
+                **base,
+                "JUPYTERHUB_API_TOKEN": self.state.read_secret(f"{name}_token"),
+                "JUPYTERHUB_API_URL": f"http://127.0.0.1:{s['hub_port']}/hub/api",
+                "JUPYTERHUB_BASE_URL": "/",
+                "JUPYTERHUB_SERVICE_NAME": service,
+                "JUPYTERHUB_SERVICE_PREFIX": f"/services/{service}/",
+                "JUPYTERHUB_CLIENT_ID": f"service-{service}",
+                "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/services/{service}/oauth_callback",
+                "LABDECK_PROXY_URL": f"http://127.0.0.1:{s['public_port']}",
+            }
+            if name == "viewer":
+                env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.state.secret_path("viewer_aws_credentials"))
+                env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
+                env["AWS_DEFAULT_REGION"] = s["region"]
+            app = "RunsApp" if name == "runs" else "ViewerApp"
+            argv = [sys.executable, "-m", f"labdeck.hub.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
+            comps[name] = Component(name, argv, env, ready_url=f"http://127.0.0.1:{s[name + '_port']}/services/{service}/health")
+        return comps
 
     # -------------------------------------------------------------- processes
 
@@ -394,6 +420,7 @@ class Supervisor:
                 self.settings["bucket"],
                 self.settings["region"],
                 str(self.state.secret_path("broker_aws_credentials")),
+                viewer_credentials_file=str(self.state.secret_path("viewer_aws_credentials")),
             )
 
     def start_component(self, name: str) -> None:

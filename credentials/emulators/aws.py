@@ -28,6 +28,7 @@ import urllib.request
 _CRED_RE = re.compile(r"Credential=([A-Z0-9]{16,128})/")
 
 BROKER_USER = "labdeck-broker"
+VIEWER_USER = "labdeck-viewer"
 
 #: what the broker's own IAM user may do: manage per-user roles and assume them
 BROKER_POLICY = {
@@ -133,7 +134,15 @@ def demo_csv(rows: int = 2000) -> bytes:
     return out.getvalue().encode()
 
 
-def seed(endpoint: str, bucket: str, region: str, credentials_file: str) -> str:
+def viewer_policy(bucket: str) -> dict:
+    """The read-only viewer service: get objects under ``home/``, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/home/*"]}],
+    }
+
+
+def seed(endpoint: str, bucket: str, region: str, credentials_file: str, viewer_credentials_file: str | None = None) -> str:
     """Seed a fresh moto server and turn IAM enforcement on.
 
     Creates ``bucket`` with ``shared/demo/trips.csv``, the broker's IAM user
@@ -170,6 +179,14 @@ def seed(endpoint: str, bucket: str, region: str, credentials_file: str) -> str:
     iam.put_user_policy(UserName=BROKER_USER, PolicyName="labdeck-broker", PolicyDocument=json.dumps(BROKER_POLICY))
     key = iam.create_access_key(UserName=BROKER_USER)["AccessKey"]
     write_credentials_file(credentials_file, key["AccessKeyId"], key["SecretAccessKey"])
+    if viewer_credentials_file:
+        try:
+            iam.create_user(UserName=VIEWER_USER)
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
+        iam.put_user_policy(UserName=VIEWER_USER, PolicyName=VIEWER_USER, PolicyDocument=json.dumps(viewer_policy(bucket)))
+        vkey = iam.create_access_key(UserName=VIEWER_USER)["AccessKey"]
+        write_credentials_file(viewer_credentials_file, vkey["AccessKeyId"], vkey["SecretAccessKey"])
     enable_enforcement(endpoint)
     return user["Arn"]
 
