@@ -42,7 +42,7 @@ BROKER = CHART / "files/broker/broker_config.py"
 def test_hub_config_aws_eks(load):
     c = load(EXAMPLE["aws-eks.yaml"], HUB)
     assert c.JupyterHub.spawner_class == "labdeck-kube"
-    assert c.JupyterHub.authenticator_class == "generic-oauth"
+    assert c.JupyterHub.authenticator_class == "labdeck-oidc"
     assert c.GenericOAuthenticator.claim_groups_key == "groups"
     assert c.GenericOAuthenticator.manage_groups is True
     assert c.GenericOAuthenticator.allowed_groups == ["data-team", "analysts"]

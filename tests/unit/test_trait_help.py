@@ -5,6 +5,7 @@ from traitlets.config import Configurable
 
 import labdeck.credentials.app as broker_app
 from labdeck.hub.auth import LabdeckDevAuthenticator
+from labdeck.hub.oidc import LabdeckOIDCAuthenticator
 from labdeck.hub.runs.app import RunsApp
 from labdeck.hub.runs.viewer import ViewerApp
 from labdeck.spawner.kube import LabdeckKubeSpawner
@@ -13,7 +14,7 @@ from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 
 def labdeck_classes():
-    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp, RunsApp, ViewerApp}
+    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp, RunsApp, ViewerApp, LabdeckOIDCAuthenticator}
     classes |= {broker_app.provider_class(k) for k in broker_app.PROVIDER_CLASSES}
     return sorted(classes, key=lambda c: c.__name__)
 

@@ -41,7 +41,8 @@ if auth_type == "dev":
         sys.exit("FATAL: auth.type dev needs auth.dev.enabledInsecureDevelopmentLogin: true")
     c.JupyterHub.authenticator_class = "labdeck-dev"
 else:
-    c.JupyterHub.authenticator_class = "generic-oauth"
+    # GenericOAuthenticator with labdeck's username rules (labdeck.hub.oidc)
+    c.JupyterHub.authenticator_class = "labdeck-oidc"
     oauth = c.GenericOAuthenticator
     for trait, key in [
         ("client_id", "clientId"),
