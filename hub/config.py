@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from traitlets.config import Config
 
-from .performance import performance_config
+from .performance import performance_config, server_args
 
 import html
 
@@ -133,4 +133,69 @@ def local_config(settings: dict, secrets: dict) -> Config:
         sp.gcp_project = settings["gcp_project"]
         sp.bigquery_emulator_host = settings.get("bq_endpoint", "")
     c.merge(performance_config(settings))
+    if settings.get("kube"):
+        c.merge(kube_config(settings))
     return c
+
+
+# ---------------------------------------------------------------- kube mode (tests)
+#: where the per-user PVC is mounted, and the server's $HOME (onboarding writes there)
+KUBE_HOME = "/home/jovyan"
+KUBE_DEFAULT_IMAGE = "labdeck/singleuser:local"
+
+
+def kube_config(settings: dict) -> Config:
+    """``LABDECK_SPAWNER=kube``: the embedded default's hub spawning with ``LabdeckKubeSpawner``.
+
+    For one machine and tests: the hub runs outside the cluster (``KUBECONFIG``
+    is given to the hub process only), pods reach the hub, broker, S3 and
+    BigQuery endpoints on 127.0.0.1 (the process kubelet runs them as local
+    processes). ``settings["kube"]``: ``namespace``, optional ``image``,
+    ``path`` (the image's ``PATH``: where ``labdeck-singleuser`` and
+    ``labdeck-credentials`` are), ``allow_root`` (pods run as root there).
+    Broker/S3/BigQuery wiring is the local spawner's, trait for trait.
+    """
+    kube = settings["kube"]
+    c = Config()
+    c.JupyterHub.spawner_class = "labdeck-kube"
+    sp = c.LabdeckKubeSpawner
+    sp.namespace = kube["namespace"]
+    sp.image = kube.get("image") or KUBE_DEFAULT_IMAGE
+    sp.hub_connect_url = f"http://127.0.0.1:{settings['hub_port']}"
+    sp.ip = "0.0.0.0"
+    sp.port = 8888
+    # the product default (Spawner.cmd from performance_config would skip onboarding)
+    sp.cmd = ["labdeck-singleuser"]
+    args = server_args(settings)
+    if kube.get("allow_root"):
+        args.append("--allow-root")
+    sp.args = args
+    env = {"HOME": KUBE_HOME}
+    if kube.get("path"):
+        env["PATH"] = kube["path"]
+    sp.environment = env
+    sp.working_dir = KUBE_HOME
+    sp.storage_pvc_ensure = True
+    sp.storage_capacity = kube.get("storage_capacity", "1Gi")
+    sp.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+    sp.volume_mounts = [{"name": "home", "mountPath": KUBE_HOME}]
+    local = local_spawner_traits(settings)
+    for key, value in local.items():
+        setattr(sp, key, value)
+    return c
+
+
+def local_spawner_traits(settings: dict) -> dict:
+    """The broker/S3/BigQuery/profile traits both backends share in the embedded default."""
+    out = {
+        "broker_url": broker_url(settings),
+        "aws_region": settings["region"],
+        "s3_bucket": settings["bucket"],
+        "aws_endpoint_url": settings["aws_endpoint"],
+    }
+    if settings.get("profiles"):
+        out["profiles"] = settings["profiles"]
+    if settings.get("gcp_project"):
+        out["gcp_project"] = settings["gcp_project"]
+        out["bigquery_emulator_host"] = settings.get("bq_endpoint", "")
+    return out

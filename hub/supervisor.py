@@ -254,6 +254,9 @@ class Supervisor:
             settings["banner"] = self.env["LABDECK_BANNER"]
         if self.env.get("LABDECK_PROFILES_FILE"):
             settings["profiles"] = load_profiles_file(self.env["LABDECK_PROFILES_FILE"])
+        kube = self.kube_settings()
+        if kube:
+            settings["kube"] = kube
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -348,7 +351,7 @@ class Supervisor:
             "hub": Component(
                 "hub",
                 [py, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
-                {**base, "LABDECK_DEV_PASSWORD": self.password},
+                {**base, "LABDECK_DEV_PASSWORD": self.password, **self.kube_hub_env()},
                 ready_url=f"http://127.0.0.1:{s['public_port']}/hub/health",
             ),
             "broker": Component(
@@ -366,6 +369,41 @@ class Supervisor:
             ),
             **self.runs_components(base),
         }
+
+    # -------------------------------------------------------- kube mode (tests)
+
+    def kube_settings(self) -> dict | None:
+        """``LABDECK_SPAWNER=kube`` (+ ``LABDECK_KUBECONFIG``, ``LABDECK_KUBE_NAMESPACE``,
+        optional ``LABDECK_KUBE_IMAGE``): spawn with ``LabdeckKubeSpawner`` instead of local processes.
+
+        For one machine (tests against tests/kube's API server and process kubelet): the
+        "image" is this virtualenv, so its ``bin`` leads the pods' ``PATH``.
+        """
+        mode = self.env.get("LABDECK_SPAWNER", "local") or "local"
+        if mode == "local":
+            return None
+        if mode != "kube":
+            raise SupervisorError(f"LABDECK_SPAWNER must be 'local' or 'kube', not {mode!r}")
+        kubeconfig = self.env.get("LABDECK_KUBECONFIG", "")
+        if not kubeconfig or not os.access(kubeconfig, os.R_OK):
+            raise SupervisorError("LABDECK_SPAWNER=kube needs LABDECK_KUBECONFIG: a readable kubeconfig file")
+        namespace = self.env.get("LABDECK_KUBE_NAMESPACE", "")
+        if not namespace:
+            raise SupervisorError("LABDECK_SPAWNER=kube needs LABDECK_KUBE_NAMESPACE")
+        kube = {
+            "kubeconfig": str(Path(kubeconfig).resolve()),
+            "namespace": namespace,
+            "path": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "allow_root": os.geteuid() == 0,
+        }
+        if self.env.get("LABDECK_KUBE_IMAGE"):
+            kube["image"] = self.env["LABDECK_KUBE_IMAGE"]
+        return kube
+
+    def kube_hub_env(self) -> dict:
+        """``KUBECONFIG`` for the hub process only (kubernetes_asyncio reads it at import)."""
+        kube = self.settings.get("kube")
+        return {"KUBECONFIG": kube["kubeconfig"]} if kube else {}
 
     def runs_components(self, base: dict) -> dict:
         """The runs scheduler and the read-only viewer (labdeck.hub.runs) as hub services."""
@@ -389,7 +427,8 @@ class Supervisor:
                 env["AWS_DEFAULT_REGION"] = s["region"]
             app = "RunsApp" if name == "runs" else "ViewerApp"
             argv = [sys.executable, "-m", f"labdeck.hub.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
-            comps[name] = Component(name, argv, env, ready_url=f"http://127.0.0.1:{s[name + '_port']}/services/{service}/health")
+            # ready through the proxy: the hub adds a service's route only once it sees it up
+            comps[name] = Component(name, argv, env, ready_url=f"http://127.0.0.1:{s['public_port']}/services/{service}/health")
         return comps
 
     # -------------------------------------------------------------- processes

@@ -73,3 +73,71 @@ def test_profiles_file_json_or_yaml_is_checked_with_a_clear_error(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(SupervisorError, match="non-empty list"):
         load_profiles_file(str(tmp_path / "empty.json"))
+
+
+# ---- kube mode (LABDECK_SPAWNER=kube): the embedded hub spawning through a Kubernetes API
+
+
+KUBE = {"kubeconfig": "/k/kubeconfig", "namespace": "labdeck-test", "path": "/venv/bin:/usr/bin:/bin", "allow_root": True}
+
+
+def test_kube_mode_is_off_by_default():
+    c = local_config(SETTINGS, SECRETS)
+    assert c.JupyterHub.spawner_class == "labdeck-local"
+    assert "LabdeckKubeSpawner" not in c
+
+
+def test_kube_mode_spawns_labdeck_kube_with_a_pvc_home_reachable_hub_and_the_local_wiring():
+    settings = {**SETTINGS, "gcp_project": "labdeck-local", "bq_endpoint": "http://127.0.0.1:9050", "kube": KUBE,
+                "profiles": [{"slug": "jupyterlab", "default": True}, {"slug": "gpu", "groups": ["ml"]}]}
+    c = local_config(settings, SECRETS)
+    assert c.JupyterHub.spawner_class == "labdeck-kube"
+    sp = c.LabdeckKubeSpawner
+    assert sp.namespace == "labdeck-test"
+    assert sp.image == "labdeck/singleuser:local"
+    assert sp.hub_connect_url == "http://127.0.0.1:8081"
+    assert (sp.ip, sp.port) == ("0.0.0.0", 8888)
+    assert sp.cmd == ["labdeck-singleuser"]  # onboarding, not performance_config's Spawner.cmd
+    assert sp.args[-1] == "--allow-root" and "--LabApp.news_url=None" in sp.args
+    assert sp.environment == {"HOME": "/home/jovyan", "PATH": "/venv/bin:/usr/bin:/bin"}
+    assert sp.storage_pvc_ensure is True
+    assert sp.volumes == [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+    assert sp.volume_mounts == [{"name": "home", "mountPath": "/home/jovyan"}]
+    # broker/S3/BigQuery/profiles exactly as for the local spawner
+    local = c.LabdeckLocalProcessSpawner
+    for key in ("broker_url", "aws_region", "s3_bucket", "aws_endpoint_url", "profiles", "gcp_project", "bigquery_emulator_host"):
+        assert sp[key] == local[key], key
+    # no secret in the spawner's config (the token reaches pods through a Secret)
+    assert not any(v in repr(dict(sp)) for v in SECRETS.values() if len(v) > 1)
+
+
+def test_kube_mode_without_root_does_not_allow_root_and_image_is_configurable():
+    c = local_config({**SETTINGS, "kube": {**KUBE, "allow_root": False, "image": "example/img:1"}}, SECRETS)
+    assert "--allow-root" not in c.LabdeckKubeSpawner.args
+    assert c.LabdeckKubeSpawner.image == "example/img:1"
+
+
+def test_supervisor_kube_settings_from_env_and_kubeconfig_for_the_hub_only(tmp_path):
+    import pytest
+
+    from labdeck.hub.supervisor import Supervisor, SupervisorError
+
+    kc = tmp_path / "kubeconfig"
+    kc.write_text("apiVersion: v1\n")
+    base = {"LABDECK_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin"}
+    assert Supervisor(base).kube_settings() is None
+    env = {**base, "LABDECK_SPAWNER": "kube", "LABDECK_KUBECONFIG": str(kc), "LABDECK_KUBE_NAMESPACE": "ns1"}
+    sup = Supervisor(env)
+    kube = sup.kube_settings()
+    assert kube["kubeconfig"] == str(kc) and kube["namespace"] == "ns1"
+    assert kube["path"].split(":")[0].endswith("bin")
+    sup.settings = {"kube": kube}
+    assert sup.kube_hub_env() == {"KUBECONFIG": str(kc)}
+    sup.settings = {}
+    assert sup.kube_hub_env() == {}
+    with pytest.raises(SupervisorError, match="LABDECK_KUBECONFIG"):
+        Supervisor({**env, "LABDECK_KUBECONFIG": str(tmp_path / "missing")}).kube_settings()
+    with pytest.raises(SupervisorError, match="LABDECK_KUBE_NAMESPACE"):
+        Supervisor({**env, "LABDECK_KUBE_NAMESPACE": ""}).kube_settings()
+    with pytest.raises(SupervisorError, match="'local' or 'kube'"):
+        Supervisor({**env, "LABDECK_SPAWNER": "docker"}).kube_settings()
