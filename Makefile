@@ -35,10 +35,10 @@ browser-deps:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 	else echo "labdeck: the browser tests need Debian's chromium at /usr/bin/chromium; run 'sudo make browser-deps' (or: sudo apt-get install -y chromium)" >&2; exit 1; fi
 
-## r-kernel: install R and IRkernel from Debian so the local mode can offer "JupyterLab with R"
-r-kernel: deps
+## r-kernel: install R and IRkernel from Debian (root) so the local mode offers "JupyterLab with R"
+## (Debian's r-cran-irkernel registers the `ir` kernelspec in /usr/share/jupyter/kernels)
+r-kernel:
 	apt-get install -y --no-install-recommends r-base-core r-cran-irkernel
-	Rscript -e 'IRkernel::installspec(prefix="$(CURDIR)/$(VENV)")'
 
 ## kube-binaries: build (once) and cache kube-apiserver for the tests/kube harness (~5 min cold)
 kube-binaries:

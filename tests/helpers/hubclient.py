@@ -115,8 +115,8 @@ class HubClient:
     def server_url(self, server: str = "") -> str:
         return f"{self.base}/user/{self.name}/{server + '/' if server else ''}"
 
-    def start_kernel(self, server: str = "") -> str:
-        r = requests.post(self.server_url(server) + "api/kernels", headers=self.headers(), json={"name": "python3"}, timeout=60)
+    def start_kernel(self, server: str = "", name: str = "python3") -> str:
+        r = requests.post(self.server_url(server) + "api/kernels", headers=self.headers(), json={"name": name}, timeout=60)
         if r.status_code != 201:
             raise HubError(f"kernel start failed: HTTP {r.status_code} {r.text[:200]}")
         return r.json()["id"]
