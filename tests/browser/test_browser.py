@@ -140,11 +140,11 @@ def test_login_pick_jupyterlab_see_progress_and_run_the_welcome_notebook(browser
     assert pending_seen, "the spawn-pending page was never shown"
     for step in ("Checking profile: JupyterLab (Python)", "Issuing S3 credentials", "Starting server"):
         assert any(step in m for m in messages), f"{step!r} not among the progress events {messages}"
-    shot(page, artifacts, "04-jupyterlab")
 
-    # open the welcome notebook from the file browser
+    # the welcome notebook is in the new home, in the file browser
     item = page.locator(".jp-DirListing-item", has_text="Welcome.ipynb")
     item.wait_for(state="visible")
+    shot(page, artifacts, "04-jupyterlab")
     item.dblclick()
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
     notebook.wait_for(state="visible")
@@ -177,6 +177,7 @@ def test_login_pick_jupyterlab_see_progress_and_run_the_welcome_notebook(browser
     project = re.search(r"GCP project:\s+(.+)", text)
     bq_configured = bool(project) and "not configured" not in project.group(1)
     if bq_configured:
+        assert any("Issuing BigQuery credentials" in m for m in messages), messages
         # done when the last cell's table is back, or a cell failed (Run All stops there)
         page.wait_for_function(
             f"() => {{ const t = ({OUTPUT_TEXT_JS})(); return (t.match(/start_station/g) || []).length >= 3 || t.includes('Traceback'); }}",
