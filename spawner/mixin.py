@@ -240,14 +240,36 @@ class LabdeckSpawnerMixin(Configurable):
 
         return apply
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the options of the last accepted start: JupyterHub stores new options
+        # in its database *before* apply_user_options can refuse them
+        orm = getattr(self, "orm_spawner", None)
+        self._labdeck_accepted_options = dict(getattr(orm, "user_options", None) or {})
+
+    def _labdeck_forget_refused_options(self) -> None:
+        """Put the last accepted options back, so a refused choice changes nothing."""
+        self.user_options = dict(self._labdeck_accepted_options)
+        orm = getattr(self, "orm_spawner", None)
+        if orm is None:
+            return
+        from sqlalchemy.orm import object_session
+
+        orm.user_options = dict(self._labdeck_accepted_options)
+        session = object_session(orm)
+        if session is not None:
+            session.commit()
+
     def labdeck_choose(self, user_options) -> profiles.Choice:
         """Validate the options against profiles, sizes and the user's groups, then apply them."""
         try:
             choice = profiles.choose(self.profiles, self.sizes, user_options, self.labdeck_groups(), self.labdeck_unavailable())
         except profiles.OptionsError as e:
             self.log.warning("Refused server options for %s: %s", self._log_name, e.message)
-            raise web.HTTPError(e.status, e.message) from None
+            self._labdeck_forget_refused_options()
+            raise web.HTTPError(e.status, e.message, reason="Forbidden" if e.status == 403 else "Bad Request") from None
         self.labdeck_choice = choice
+        self._labdeck_accepted_options = dict(user_options or {})
         self.labdeck_apply_choice(choice)
         return choice
 

@@ -314,13 +314,6 @@ def test_home_page_shows_the_banner(browser, browser_platform, artifacts):
     shot(page, artifacts, "30-home-banner")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JupyterHub saves user_options to the database before apply_user_options refuses them, so a refused "
-    "(forged) profile is recorded as the user's choice: the admin page's Profile column shows it "
-    "(24-admin-page.png: bob 'team-lab') and it becomes the default of the next option-less start. "
-    "DESIGN: bad input 'changes nothing'. Fix in the spawner (restore the previous options on refusal), then drop this mark.",
-)
 def test_a_refused_profile_is_not_recorded_as_the_users_choice(browser_platform, admin_api):
     admin_api.ensure_user("erin")
     r = admin_api("POST", "/users/erin/server", json={"profile": TEAM_PROFILE["slug"]})
