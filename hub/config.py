@@ -95,7 +95,9 @@ def local_config(settings: dict, secrets: dict) -> Config:
     hub.cleanup_servers = False
     hub.cleanup_proxy = False
     hub.allow_named_servers = True
-    hub.named_server_limit_per_user = settings.get("named_server_limit", 3)
+    # 3 interactive servers plus the runs service's per-user concurrency (2):
+    # a run is a named server too
+    hub.named_server_limit_per_user = settings.get("named_server_limit", 5)
     hub.template_vars = {"announcement_home": banner_html(settings.get("banner"))}
     hub.authenticator_class = "labdeck-dev"
     hub.spawner_class = "labdeck-local"
@@ -132,6 +134,8 @@ def local_config(settings: dict, secrets: dict) -> Config:
     if settings.get("gcp_project"):
         sp.gcp_project = settings["gcp_project"]
         sp.bigquery_emulator_host = settings.get("bq_endpoint", "")
+    if settings.get("runs_port"):
+        sp.runs_url = f"http://127.0.0.1:{settings['runs_port']}/services/{RUNS_SERVICE}/"
     c.merge(performance_config(settings))
     if settings.get("kube"):
         c.merge(kube_config(settings))

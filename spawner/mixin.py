@@ -99,6 +99,16 @@ class LabdeckSpawnerMixin(Configurable):
         """,
     )
 
+    runs_url = Unicode(
+        config=True,
+        help="""URL of the runs service as seen from a user server (``LABDECK_RUNS_URL``).
+
+        ``labdeck run NOTEBOOK`` inside a server uses it with the server's own token.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
     credential_command = List(
         Unicode(),
         ["labdeck-credentials"],
@@ -299,6 +309,8 @@ class LabdeckSpawnerMixin(Configurable):
             bq_dataset=builders.bigquery_dataset(self.user.name, self.bigquery_dataset_template) if self.gcp_project else "",
             bigquery_emulator_host=self.bigquery_emulator_host,
         )
+        if self.runs_url:
+            env["LABDECK_RUNS_URL"] = self.runs_url
         if self.labdeck_choice is not None:
             env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
             if self.labdeck_choice.size:

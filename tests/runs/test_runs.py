@@ -192,3 +192,18 @@ def test_no_tokens_in_logs(platform, alice, bob, first_run):
         assert (secrets_dir / name).read_text().strip() not in logs
     assert oct((secrets_dir / "viewer_aws_credentials").stat().st_mode & 0o777) == "0o600"
     assert alice.token not in logs and bob.token not in logs
+
+
+def test_cli_inside_a_server_uses_the_servers_own_token(alice, params_nb):
+    alice.start_server()
+    k = alice.start_kernel()
+    r = alice.execute(
+        "import json, os, subprocess, sys\n"
+        "cli = os.path.join(os.path.dirname(sys.executable), 'labdeck')\n"
+        "out = subprocess.run([cli, 'run', 'reports/params.ipynb', '-p', 'n', '2', '-p', 'label', 'inside', '--wait'],\n"
+        "                     capture_output=True, text=True, timeout=280)\n"
+        "print(out.returncode, json.loads(out.stdout)['status'] if out.returncode == 0 else out.stderr[-400:])",
+        k,
+        timeout=300,
+    ).check()
+    assert r.stdout.split() == ["0", "succeeded"]
