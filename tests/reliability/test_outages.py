@@ -36,12 +36,27 @@ CREDENTIAL_PROCESS = (
 )
 
 
+#: a person waiting for credentials should get an answer within this many seconds
+BOUNDED_S = 60
+
+
 def broker_credentials(plat, client, timeout: float = 120) -> requests.Response:
     """What the in-server client does, with this user's token (header only)."""
     url = f"http://127.0.0.1:{plat.settings()['broker_port']}/services/broker/aws/credentials"
     return requests.get(url, headers=client.headers(), timeout=timeout)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=requests.exceptions.ReadTimeout,
+    reason=(
+        "broker: upstream STS/IAM calls are unbounded while the endpoint hangs (botocore's default "
+        "60 s connect/read timeouts per attempt, several calls per issuance), so a new request hangs "
+        "for minutes instead of failing readably. Fix: credentials/providers/local_aws.py and aws.py "
+        "_client_config -> botocore Config(connect_timeout=3, read_timeout=10, retries max_attempts=2), "
+        "and bound BrokerApp.credentials with asyncio.wait_for -> UpstreamError (503)."
+    ),
+)
 def test_sts_outage_serves_cached_credentials_and_recovers(make_platform):
     plat, tracker = make_platform()
     alice, kernel = running_user(plat, tracker, "alice")
@@ -59,12 +74,12 @@ def test_sts_outage_serves_cached_credentials_and_recovers(make_platform):
 
         # a new request fails with a readable error, in bounded time
         t = time.monotonic()
-        resp = broker_credentials(plat, bob, timeout=150)
+        resp = broker_credentials(plat, bob, timeout=BOUNDED_S)
         took = time.monotonic() - t
         assert resp.status_code >= 500, resp.text[:300]
         message = resp.json().get("error", "")
         assert message and "Traceback" not in message, resp.text[:300]
-        assert took < 120, f"the broker took {took:.0f}s to give up on STS"
+        assert took < BOUNDED_S
     finally:
         aws.resume()
 
