@@ -9,20 +9,19 @@ like any JupyterHub service, and needs the scopes ``read:users`` and
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
-import signal
 import time
 
 from jupyterhub.services.auth import HubAuth
 from jupyterhub.utils import url_path_join
-from tornado import httpserver, web
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Dict, Integer, List, Unicode, default, validate
-from traitlets.config import Application
+from traitlets import Dict, Integer, List, Unicode, validate
+
+from labdeck.hub.service import LabdeckServiceApp
 
 from .cache import CredentialCache
 from .grants import GrantConfigError, resolve_grants, validate_grant_config
@@ -46,35 +45,14 @@ def provider_class(key: str) -> type[CredentialProvider]:
     return getattr(importlib.import_module(module), name)
 
 
-class BrokerApp(Application):
+class BrokerApp(LabdeckServiceApp):
     """Issue short-lived credentials to the user servers of a JupyterHub."""
 
     name = "labdeck-broker"
     description = __doc__
 
-    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
-    port = Integer(8090, config=True, help="Port to listen on.\n\n.. versionadded:: 0.1")
-
-    base_url = Unicode(
-        config=True,
-        help="""URL prefix of every endpoint.
-
-        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/broker/`` for a
-        service named ``broker``), so the broker can also be reached through
-        the hub's proxy.
-
-        .. versionadded:: 0.1
-        """,
-    )
-
-    @default("base_url")
-    def _base_url_default(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/broker/")
-
-    @validate("base_url")
-    def _validate_base_url(self, proposal):
-        value = "/" + proposal.value.strip("/") + "/"
-        return value.replace("//", "/")
+    default_port = 8090
+    default_prefix = "/services/broker/"
 
     providers = List(
         Unicode(),
@@ -203,15 +181,8 @@ class BrokerApp(Application):
                 (prefix.rstrip("/") + r"/?", HealthHandler),
             ],
             broker=self,
-            log_function=self._log_request,
+            log_function=self.log_request,
         )
-
-    def _log_request(self, handler):
-        # the path only: never query strings or headers
-        status = handler.get_status()
-        ms = 1000.0 * handler.request.request_time()
-        log = self.log.info if status < 400 else self.log.warning
-        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, ms)
 
     # ------------------------------------------------------------- behaviour
 
@@ -292,31 +263,6 @@ class BrokerApp(Application):
             "upstream_calls": self.cache.upstream_calls,
             "stale_served": self.cache.stale_served,
         }
-
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Listen until ``stop`` is set."""
-        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
-        server.listen(self.port, self.ip)
-        self.log.info(
-            "labdeck broker listening on http://%s:%s%s (providers: %s)",
-            self.ip,
-            self.port,
-            self.base_url,
-            ", ".join(self.providers),
-        )
-        await stop.wait()
-        server.stop()
-        self.log.info("labdeck broker stopped")
-
-    def start(self):
-        async def run():
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await self.serve(stop)
-
-        asyncio.run(run())
 
 
 def main(argv=None):

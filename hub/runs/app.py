@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 
-from tornado import httpserver, web
-from traitlets import Float, Integer, Unicode, default, validate
-from traitlets.config import Application
+from tornado import web
+from traitlets import Float, Integer, Unicode, default
+
+from ..service import LabdeckServiceApp
 
 from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, SchedulesHandler
 from .launcher import HubLauncher
@@ -24,32 +24,14 @@ from .scheduler import Scheduler
 from .store import RunStore
 
 
-class RunsApp(Application):
+class RunsApp(LabdeckServiceApp):
     """Parameterized, scheduled notebook runs with immutable outputs."""
 
     name = "labdeck-runs"
     description = __doc__
 
-    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
-    port = Integer(8095, config=True, help="Port to listen on.\n\n.. versionadded:: 0.1")
-
-    base_url = Unicode(
-        config=True,
-        help="""URL prefix of every endpoint.
-
-        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/runs/``).
-
-        .. versionadded:: 0.1
-        """,
-    )
-
-    @default("base_url")
-    def _base_url_default(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/runs/")
-
-    @validate("base_url")
-    def _validate_base_url(self, proposal):
-        return ("/" + proposal.value.strip("/") + "/").replace("//", "/")
+    default_port = 8095
+    default_prefix = "/services/runs/"
 
     db_path = Unicode(
         config=True,
@@ -184,18 +166,11 @@ class RunsApp(Application):
                 (p + r"api/schedules/([^/]+)", ScheduleHandler),
             ],
             runs_app=self,
-            log_function=self._log_request,
+            log_function=self.log_request,
         )
 
-    def _log_request(self, handler):
-        status = handler.get_status()
-        log = self.log.info if status < 400 else self.log.warning
-        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, 1000.0 * handler.request.request_time())
-
     async def serve(self, stop: asyncio.Event) -> None:
-        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
-        server.listen(self.port, self.ip)
-        self.log.info("labdeck runs service on http://%s:%s%s", self.ip, self.port, self.base_url)
+        server = self.listen()
         await self.scheduler.recover()
         while not stop.is_set():
             try:
@@ -208,16 +183,6 @@ class RunsApp(Application):
                 pass
         server.stop()
         self.log.info("labdeck runs service stopped")
-
-    def start(self):
-        async def run():
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await self.serve(stop)
-
-        asyncio.run(run())
 
 
 def main(argv=None):

@@ -23,15 +23,15 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import time
 from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from tornado import httpserver, web
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from traitlets import Integer, Unicode, default, validate
-from traitlets.config import Application
+from traitlets import Integer, Unicode, default
+
+from ..service import LabdeckServiceApp
 
 from .paths import InvalidPath, home_prefix, validate_home_key
 from .render import SECURITY_HEADERS, render_html
@@ -157,32 +157,14 @@ class HealthHandler(web.RequestHandler):
         self.finish(json.dumps({"status": "ok"}))
 
 
-class ViewerApp(Application):
+class ViewerApp(LabdeckServiceApp):
     """Read-only HTML views of notebooks and run outputs, and shares of them."""
 
     name = "labdeck-viewer"
     description = __doc__
 
-    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
-    port = Integer(8096, config=True, help="Port to listen on.\n\n.. versionadded:: 0.1")
-
-    base_url = Unicode(
-        config=True,
-        help="""URL prefix of every endpoint.
-
-        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/viewer/``).
-
-        .. versionadded:: 0.1
-        """,
-    )
-
-    @default("base_url")
-    def _base_url_default(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/viewer/")
-
-    @validate("base_url")
-    def _validate_base_url(self, proposal):
-        return ("/" + proposal.value.strip("/") + "/").replace("//", "/")
+    default_port = 8096
+    default_prefix = "/services/viewer/"
 
     db_path = Unicode(
         config=True,
@@ -282,31 +264,8 @@ class ViewerApp(Application):
             ],
             viewer=self,
             cookie_secret=os.urandom(32),
-            log_function=self._log_request,
+            log_function=self.log_request,  # path only: never the query string (OAuth codes)
         )
-
-    def _log_request(self, handler):
-        # path only (never the query string, which could carry OAuth codes)
-        status = handler.get_status()
-        log = self.log.info if status < 400 else self.log.warning
-        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, 1000.0 * handler.request.request_time())
-
-    async def serve(self, stop: asyncio.Event) -> None:
-        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
-        server.listen(self.port, self.ip)
-        self.log.info("labdeck viewer on http://%s:%s%s", self.ip, self.port, self.base_url)
-        await stop.wait()
-        server.stop()
-
-    def start(self):
-        async def run():
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await self.serve(stop)
-
-        asyncio.run(run())
 
 
 def main(argv=None):

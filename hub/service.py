@@ -1,0 +1,89 @@
+"""The shared base of labdeck's own JupyterHub services (broker, runs, viewer).
+
+Each is a traitlets ``Application`` that listens on ``ip:port`` under a URL
+prefix (``JUPYTERHUB_SERVICE_PREFIX`` by default), logs one line per request
+with the path only (never a query string, header or token), and serves until
+SIGINT/SIGTERM. Subclasses set ``default_port`` and ``default_prefix`` and
+implement ``make_app()``; they may override ``serve(stop)`` to run background
+work next to the HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from tornado import httpserver, web
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import Application
+
+
+class LabdeckServiceApp(Application):
+    """A labdeck HTTP service registered with the hub."""
+
+    #: port and prefix when nothing is configured
+    default_port = 8090
+    default_prefix = "/services/labdeck/"
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
+
+    port = Integer(
+        config=True,
+        help="""Port to listen on (each service has its own default).\n\n.. versionadded:: 0.1""",
+    )
+
+    @default("port")
+    def _port_default(self):
+        return self.default_port
+
+    base_url = Unicode(
+        config=True,
+        help="""URL prefix of every endpoint.
+
+        Defaults to ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/<name>/``), which the
+        hub sets for its services, so the service can also be reached through the proxy.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("base_url")
+    def _base_url_default(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", self.default_prefix)
+
+    @validate("base_url")
+    def _validate_base_url(self, proposal):
+        return ("/" + proposal.value.strip("/") + "/").replace("//", "/")
+
+    def make_app(self) -> web.Application:
+        raise NotImplementedError("Override in subclass.")
+
+    def log_request(self, handler) -> None:
+        """Tornado ``log_function``: status, method, path and time only."""
+        status = handler.get_status()
+        log = self.log.info if status < 400 else self.log.warning
+        log("%s %s %s %.1fms", status, handler.request.method, handler.request.path, 1000.0 * handler.request.request_time())
+
+    def listen(self) -> httpserver.HTTPServer:
+        server = httpserver.HTTPServer(self.make_app(), xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info("%s listening on http://%s:%s%s", self.name, self.ip, self.port, self.base_url)
+        return server
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set."""
+        server = self.listen()
+        await stop.wait()
+        server.stop()
+        self.log.info("%s stopped", self.name)
+
+    def start(self):
+        async def run():
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await self.serve(stop)
+
+        asyncio.run(run())
