@@ -41,6 +41,13 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
     def _container_security_context_default(self):
         return objects.container_security_context()
 
+    async def load_user_options(self):
+        # labdeck validates and applies `profile`/`size` itself (LabdeckSpawnerMixin.labdeck_choose
+        # via apply_user_options, then labdeck_apply_choice). KubeSpawner's own version checks
+        # user_options["profile"] against its (unused, empty) profile_list and fails every
+        # spawn that names a profile with "No such profile".
+        return
+
     def labdeck_apply_choice(self, choice):
         super().labdeck_apply_choice(choice)
         for trait, value in objects.profile_overrides(choice.profile, choice.size).items():

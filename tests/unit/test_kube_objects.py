@@ -181,3 +181,13 @@ async def test_forged_profile_is_refused_on_kube_too(make_spawner):
         sp.labdeck_choose({"profile": "gpu"})
     assert e.value.status_code == 403
     assert sp.image != "gpu:1"
+
+
+async def test_kubespawner_profile_list_does_not_reject_labdeck_profiles(make_spawner):
+    """KubeSpawner.load_user_options (called in _start) checked user_options["profile"] against
+    its own empty profile_list: every spawn naming a labdeck profile failed ("No such profile")."""
+    sp = make_spawner("carol", groups=("ml",), profiles=[{"slug": "lab", "default": True}, {"slug": "gpu", "groups": ["ml"], "image": "gpu:1"}])
+    sp.user_options = {"profile": "gpu"}
+    sp.labdeck_choose(sp.user_options)
+    await sp.load_user_options()
+    assert sp.image == "gpu:1"
