@@ -17,7 +17,6 @@ import json
 import re
 import sys
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -235,7 +234,10 @@ def test_alice_spawns_through_the_api_server_and_uses_scoped_s3(kube_platform, a
     platform_logs = kube_platform.logs()
     for text in (container_log, platform_logs):
         assert token not in text and alice.token not in text
-    assert "token=" not in urllib.parse.unquote(pod["metadata"].get("annotations", {}).get("hub.jupyter.org/servername", ""))
+    # ... nor in the hub's model of her server (its URLs) or the namespace's events
+    routes = json.dumps(alice.api("GET", "/users/alice").json())
+    assert token not in routes
+    assert token not in json.dumps(get_json(kube_cluster, f"/api/v1/namespaces/{ns}/events"))
 
     # stop deletes the pod and its Secret (the PVC, her home, stays)
     alice.stop_server()
