@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers.hubclient import HubClient, HubError
+from tests.helpers.hubclient import HubClient
 from tests.helpers.platform import ROOT, start_platform
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
