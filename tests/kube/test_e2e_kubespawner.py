@@ -98,6 +98,13 @@ def kube_platform(kube_cluster, kube_namespace, kubelet, tmp_path_factory):
     )
     try:
         assert plat.settings()["kube"]["namespace"] == kube_namespace
+        # KUBECONFIG (cluster-admin here) reaches the hub process only
+        for pidfile in (state / "run").glob("*.pid"):
+            if pidfile.stem == "supervisor":
+                continue
+            environ = Path(f"/proc/{int(pidfile.read_text())}/environ").read_bytes().split(b"\0")
+            has = any(e.startswith(b"KUBECONFIG=") for e in environ)
+            assert has == (pidfile.stem == "hub"), pidfile.stem
         yield plat
     finally:
         plat.stop()
