@@ -103,7 +103,7 @@ def admin_api(browser_platform) -> AdminAPI:
     return api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (installs Debian's chromium)")
