@@ -21,8 +21,13 @@ import urllib.error
 import urllib.request
 
 TIMEOUT_S = 10
+#: a broker that answers with a 5xx is asked this many times
 RETRIES = 3
 RETRY_DELAY_S = 0.5
+#: a broker that cannot be reached (restarting, say) is retried until this deadline,
+#: with backoff capped at RETRY_MAX_DELAY_S: a supervisor restart takes a few seconds
+UNREACHABLE_DEADLINE_S = 25
+RETRY_MAX_DELAY_S = 2.0
 
 
 class ClientError(Exception):
@@ -39,8 +44,10 @@ def fetch(provider: str, *, broker_url: str | None = None, token: str | None = N
         raise ClientError("JUPYTERHUB_API_TOKEN is not set: cannot authenticate to the credential broker")
     url = broker_url.rstrip("/") + f"/{provider}/credentials"
     req = urllib.request.Request(url, headers={"Authorization": f"token {token}", "Accept": "application/json"})
-    last = None
-    for attempt in range(RETRIES):
+    deadline = time.monotonic() + UNREACHABLE_DEADLINE_S
+    server_errors = 0
+    delay = RETRY_DELAY_S
+    while True:
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
                 return json.loads(resp.read())
@@ -49,16 +56,16 @@ def fetch(provider: str, *, broker_url: str | None = None, token: str | None = N
                 message = json.loads(e.read()).get("error") or e.reason
             except Exception:
                 message = e.reason
-            if e.code >= 500 and attempt + 1 < RETRIES:
-                last = f"credential broker error ({e.code}): {message}"
-                time.sleep(RETRY_DELAY_S * (attempt + 1))
-                continue
-            raise ClientError(f"credential broker refused ({e.code}): {message}") from None
+            server_errors += 1
+            if e.code < 500 or server_errors >= RETRIES:
+                raise ClientError(f"credential broker refused ({e.code}): {message}") from None
+            time.sleep(RETRY_DELAY_S * server_errors)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            last = f"credential broker unreachable at {broker_url}: {reason}"
-            time.sleep(RETRY_DELAY_S * (attempt + 1))
-    raise ClientError(last or "credential broker unreachable")
+            if time.monotonic() + delay > deadline:
+                raise ClientError(f"credential broker unreachable at {broker_url}: {reason}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
 def gcp_subject_token(token: str | None = None, now: float | None = None) -> dict:

@@ -110,7 +110,7 @@ def local_config(settings: dict, secrets: dict) -> Config:
         {"name": "labdeck-broker", "scopes": ["read:users", "read:users:groups"], "services": [BROKER_SERVICE]},
         {
             "name": "labdeck-supervisor",
-            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users"],
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users", "proxy"],
             "services": [SUPERVISOR_SERVICE],
         },
         *runs_roles(settings),

@@ -547,6 +547,24 @@ class Supervisor:
                 raise SupervisorError(f"{name} keeps exiting (last exit code {code}); see {self.state.logs / (name + '.log')}")
             print(f"labdeck: {name} exited with {code}; restarting it", file=sys.stderr, flush=True)
             self.start_component(name)
+            if name == "proxy":
+                self.resync_routes()
+
+    def resync_routes(self, timeout: float = 20) -> None:
+        """A restarted proxy has an empty routing table: ask the hub to put every route back."""
+        hub = self.components.get("hub")
+        if not hub or not hub.proc or hub.proc.poll() is not None:
+            return  # a hub that (re)starts syncs the routes itself
+        url = f"http://127.0.0.1:{self.settings['hub_port']}/hub/api/proxy"
+        headers = {"Authorization": f"token {self.state.read_secret('supervisor_token')}"}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b"", headers=headers), timeout=10).close()
+                return
+            except OSError:
+                time.sleep(0.5)
+        print("labdeck: could not re-sync the proxy's routes; restart labdeck if pages do not load", file=sys.stderr, flush=True)
 
     def banner(self) -> str:
         s = self.settings
