@@ -9,6 +9,7 @@ like any JupyterHub service, and needs the scopes ``read:users`` and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from labdeck.hub.service import LabdeckServiceApp
 from .cache import CredentialCache
 from .grants import GrantConfigError, resolve_grants, validate_grant_config
 from .handlers import CredentialsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
-from .providers.base import CredentialProvider, Identity
+from .providers.base import CredentialProvider, Identity, UpstreamError
 
 #: provider names usable in ``BrokerApp.providers`` → "module:Class" (imported on use)
 PROVIDER_CLASSES: dict[str, str] = {
@@ -104,6 +105,18 @@ class BrokerApp(LabdeckServiceApp):
         When set, it replaces ``grants``. Editing it takes effect at each user's
         next credential refresh, without restarting the broker or any server.
         A file that fails validation is refused (logged) and the previous grants stay.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    upstream_timeout_seconds = Integer(
+        30,
+        config=True,
+        help="""Give up on one fresh issuance (all its upstream calls) after this many seconds.
+
+        The caller then gets a readable 503 (and still-valid cached credentials
+        keep being served), instead of waiting on a hung STS/IAM endpoint.
 
         .. versionadded:: 0.1
         """,
@@ -241,7 +254,15 @@ class BrokerApp(LabdeckServiceApp):
     async def credentials(self, provider: CredentialProvider, ident: Identity) -> dict:
         grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
         fingerprint = hashlib.sha256(repr(grants).encode()).hexdigest()
-        cred = await self.cache.get((provider.name, ident.name), fingerprint, lambda: provider.issue(ident, grants))
+        async def issue():
+            try:
+                return await asyncio.wait_for(provider.issue(ident, grants), self.upstream_timeout_seconds)
+            except asyncio.TimeoutError:
+                raise UpstreamError(
+                    f"The {provider.name.upper()} credential service did not answer within {self.upstream_timeout_seconds} s; try again shortly"
+                ) from None
+
+        cred = await self.cache.get((provider.name, ident.name), fingerprint, issue)
         self.requests_served += 1
         return provider.render(cred)
 

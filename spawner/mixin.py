@@ -30,6 +30,17 @@ from traitlets.config import Configurable
 from . import builders, profiles
 
 
+_BROKER_CLIENT = None
+
+
+def _broker_client() -> AsyncHTTPClient:
+    """One HTTP client for broker calls, separate from the hub's own (proxy, servers)."""
+    global _BROKER_CLIENT
+    if _BROKER_CLIENT is None:
+        _BROKER_CLIENT = AsyncHTTPClient(force_instance=True, max_clients=64)
+    return _BROKER_CLIENT
+
+
 class LabdeckSpawnerMixin(Configurable):
     """Credential wiring, onboarding and progress for labdeck user servers."""
 
@@ -394,11 +405,15 @@ class LabdeckSpawnerMixin(Configurable):
             method="POST",
             body=b"",
             headers={"Authorization": f"token {self.api_token}"},
+            # tornado's default connect timeout (20 s) also bounds the time a request
+            # waits for a free connection: under a spawn storm that is not enough
+            connect_timeout=self.credential_timeout,
             request_timeout=self.credential_timeout,
         )
         try:
-            resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+            resp = await _broker_client().fetch(req, raise_error=False)
         except Exception as e:  # connection refused, DNS, timeout
+            self.log.warning("Credential request for %s failed: %s", self._log_name, e)
             raise RuntimeError(f"The credential broker is unreachable ({type(e).__name__}); contact your admin") from None
         if resp.code != 200:
             try:

@@ -106,8 +106,10 @@ class AWSProvider(CredentialProvider):
         return os.environ.get("AWS_ENDPOINT_URL", "")
 
     def _client_config(self):
-        """botocore ``Config`` for STS/IAM clients (None: defaults)."""
-        return None
+        """botocore ``Config`` for STS/IAM clients: short timeouts, so a hung endpoint fails readably."""
+        from botocore.config import Config
+
+        return Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
 
     #: error codes after which cached clients are rebuilt (the broker's own keys changed)
     _STALE_IDENTITY = {"InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}

@@ -30,7 +30,7 @@ class LocalAWSProvider(AWSProvider):
         # sessions, which the tests use to see credentials really expire.
         from botocore.config import Config
 
-        return Config(parameter_validation=self.ttl_seconds >= 900, retries={"max_attempts": 2})
+        return super()._client_config().merge(Config(parameter_validation=self.ttl_seconds >= 900))
 
     async def _whoami(self):
         if self._caller_arn is None:

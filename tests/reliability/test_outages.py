@@ -46,17 +46,6 @@ def broker_credentials(plat, client, timeout: float = 120) -> requests.Response:
     return requests.get(url, headers=client.headers(), timeout=timeout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=requests.exceptions.ReadTimeout,
-    reason=(
-        "broker: upstream STS/IAM calls are unbounded while the endpoint hangs (botocore's default "
-        "60 s connect/read timeouts per attempt, several calls per issuance), so a new request hangs "
-        "for minutes instead of failing readably. Fix: credentials/providers/local_aws.py and aws.py "
-        "_client_config -> botocore Config(connect_timeout=3, read_timeout=10, retries max_attempts=2), "
-        "and bound BrokerApp.credentials with asyncio.wait_for -> UpstreamError (503)."
-    ),
-)
 def test_sts_outage_serves_cached_credentials_and_recovers(make_platform):
     plat, tracker = make_platform()
     alice, kernel = running_user(plat, tracker, "alice")
