@@ -14,13 +14,15 @@ import re
 
 from tornado import web
 
+from labdeck.hub.service import JSONErrorsMixin
+
 from .grants import GrantConfigError
 from .providers.base import Identity, UpstreamError
 
 _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 
 
-class BrokerHandler(web.RequestHandler):
+class BrokerHandler(JSONErrorsMixin, web.RequestHandler):
     """Common parts: JSON errors, token → identity."""
 
     @property
@@ -31,21 +33,11 @@ class BrokerHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
-    def write_error(self, status_code, **kwargs):
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        elif status_code >= 500:
-            message = "internal error in the credential broker (see its log)"
-        self.finish(json.dumps({"error": message, "status": status_code}))
+    service_label = "credential broker"
 
-    def log_exception(self, typ, value, tb):
-        if isinstance(value, web.HTTPError):
-            # expected refusals: one line, no traceback
-            self.broker.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
-        else:
-            super().log_exception(typ, value, tb)
+    @property
+    def service_log(self):
+        return self.broker.log
 
     def _token(self) -> str:
         if "token" in self.request.arguments:

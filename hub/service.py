@@ -87,3 +87,40 @@ class LabdeckServiceApp(Application):
             await self.serve(stop)
 
         asyncio.run(run())
+
+
+class JSONErrorsMixin:
+    """Handler mixin: errors as ``{"error": <message>, "status": <code>}``, refusals logged in one line.
+
+    The message of an ``HTTPError`` is meant for a person and goes out as is; any
+    other failure becomes "internal error in the <service_label> (see its log)",
+    with the traceback in the log only. Handlers set ``service_label`` and
+    provide ``service_log`` (their app's logger).
+    """
+
+    service_label = "service"
+
+    @property
+    def service_log(self):
+        from tornado.log import app_log
+
+        return app_log
+
+    def write_error(self, status_code, **kwargs):
+        import json
+
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message
+        elif status_code >= 500:
+            message = f"internal error in the {self.service_label} (see its log)"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "status": status_code}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, web.HTTPError):
+            # an expected refusal: one line, no traceback
+            self.service_log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
+        else:
+            super().log_exception(typ, value, tb)

@@ -15,6 +15,7 @@ import json
 from jupyterhub.services.auth import HubAuthenticated
 from tornado import web
 
+from ..service import JSONErrorsMixin
 from . import cron as cronlib
 from .params import InvalidParameters, validate_parameters
 from .paths import InvalidPath, is_run_id, validate_notebook_path
@@ -25,7 +26,7 @@ _SCHEDULE_FIELDS = {"notebook", "parameters", "profile", "cron", "timeout", "ena
 _RUN_FIELDS = {"notebook", "parameters", "profile", "timeout"}
 
 
-class APIHandler(HubAuthenticated, web.RequestHandler):
+class APIHandler(JSONErrorsMixin, HubAuthenticated, web.RequestHandler):
     """JSON in and out, hub-token authentication, owner checks."""
 
     @property
@@ -49,20 +50,11 @@ class APIHandler(HubAuthenticated, web.RequestHandler):
             raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
         return super().get_current_user()
 
-    def write_error(self, status_code, **kwargs):
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        elif status_code >= 500:
-            message = "internal error in the runs service (see its log)"
-        self.finish(json.dumps({"error": message, "status": status_code}))
+    service_label = "runs service"
 
-    def log_exception(self, typ, value, tb):
-        if isinstance(value, web.HTTPError):
-            self.app.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
-        else:
-            super().log_exception(typ, value, tb)
+    @property
+    def service_log(self):
+        return self.app.log
 
     @property
     def user_name(self) -> str:

@@ -31,7 +31,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Integer, Unicode, default
 
-from ..service import LabdeckServiceApp
+from ..service import JSONErrorsMixin, LabdeckServiceApp
 
 from .paths import InvalidPath, home_prefix, validate_home_key
 from .render import SECURITY_HEADERS, render_html
@@ -39,7 +39,7 @@ from .shares import InvalidShare, Share, can_view, looks_like_share_id, new_shar
 from .store import ShareStore
 
 
-class ViewerHandler(HubOAuthenticated, web.RequestHandler):
+class ViewerHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
     @property
     def viewer(self) -> "ViewerApp":
         return self.settings["viewer"]
@@ -56,21 +56,11 @@ class ViewerHandler(HubOAuthenticated, web.RequestHandler):
             raise web.HTTPError(403, "Only users can view notebooks")
         return user["name"]
 
-    def write_error(self, status_code, **kwargs):
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message
-        elif status_code >= 500:
-            message = "internal error in the viewer (see its log)"
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "status": status_code}))
+    service_label = "viewer"
 
-    def log_exception(self, typ, value, tb):
-        if isinstance(value, web.HTTPError):
-            self.viewer.log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
-        else:
-            super().log_exception(typ, value, tb)
+    @property
+    def service_log(self):
+        return self.viewer.log
 
     async def render_object(self, owner: str, path: str) -> None:
         key = home_prefix(owner) + path
