@@ -128,3 +128,18 @@ def test_broker_config_validates_with_broker_app(load):
 
     c = load(LINT_VALUES, BROKER, secret="lint-hub")
     validate_grant_config(c.BrokerApp.grants)
+
+
+
+def test_user_pods_keep_labdecks_strict_security_context(load):
+    """The chart leaves the spawner's non-root / no-escalation / seccomp default in place."""
+    from labdeck.spawner import objects
+    from labdeck.spawner.kube import LabdeckKubeSpawner
+
+    c = load(EXAMPLE["aws-eks.yaml"], HUB)
+    assert "container_security_context" not in c.KubeSpawner
+    assert "container_security_context" not in c.LabdeckKubeSpawner
+    assert c.KubeSpawner.allow_privilege_escalation is False
+    default = LabdeckKubeSpawner._container_security_context_default(None)
+    assert default == objects.container_security_context()
+    assert default["runAsNonRoot"] is True and default["capabilities"] == {"drop": ["ALL"]}

@@ -91,7 +91,8 @@ ks.environment = dict(get("singleuser.extraEnv", {}))
 ks.service_account = name("singleuser")
 ks.automount_service_account_token = False
 ks.allow_privilege_escalation = False
-ks.container_security_context = {"capabilities": {"drop": ["ALL"]}}
+# LabdeckKubeSpawner's default container security context applies: non-root, no privilege
+# escalation, all capabilities dropped, RuntimeDefault seccomp (spawner/objects.py).
 if get("scheduling.podPriority.enabled", False):
     ks.priority_class_name = name("user-priority")
 if get("singleuser.storage.type", "dynamic") == "dynamic":
