@@ -19,10 +19,13 @@ test: deps browser-deps
 
 deps: $(STAMP) $(CHP)
 
-$(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt
+$(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt images/singleuser/overrides.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r images/hub/requirements.txt -r images/singleuser/requirements.txt -e ".[local,kube,oidc,test]"
+	# JupyterLab defaults shared with the single-user image (no news prompt, no update check)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp images/singleuser/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 $(CHP): package.json package-lock.json

@@ -37,3 +37,20 @@ def test_jupyterlab_with_r_runs_r_code(platform, alice):
         assert r.stdout.split() == ["55", "jupyterlab-r"]
     finally:
         alice.stop_server("rlab")
+
+
+def test_lab_does_not_ask_new_hires_about_news(platform, alice):
+    alice.start_server("settings")
+    try:
+        r = requests.get(
+            alice.server_url("settings") + "lab/api/settings/@jupyterlab/apputils-extension:notification",
+            headers=alice.headers(),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text[:200]
+        body = r.json()
+        # overrides.json becomes the schema default that JupyterLab applies
+        assert body["schema"]["properties"]["fetchNews"]["default"] == "false"
+        assert body["schema"]["properties"]["checkForUpdates"]["default"] is False
+    finally:
+        alice.stop_server("settings")

@@ -66,3 +66,16 @@ def test_hub_requirements_cover_labdeck_dependencies():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", d)[0]).lower() for d in deps}
     assert names <= _pins(HUB).keys(), names - _pins(HUB).keys()
+
+
+def test_jupyterlab_overrides_are_installed_by_both_modes():
+    """The image and `make up` install the same JupyterLab defaults (no news prompt for new hires)."""
+    import json
+
+    overrides = ROOT / "images" / "singleuser" / "overrides.json"
+    settings = json.loads(overrides.read_text())["@jupyterlab/apputils-extension:notification"]
+    assert settings == {"fetchNews": "false", "checkForUpdates": False}
+    assert "COPY images/singleuser/overrides.json /usr/local/share/jupyter/lab/settings/overrides.json" in (
+        ROOT / "images" / "singleuser" / "Dockerfile"
+    ).read_text()
+    assert "cp images/singleuser/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json" in (ROOT / "Makefile").read_text()
