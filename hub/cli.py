@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     broker.add_argument("--config", required=True, help="broker config file (.py or .json)")
     sub.add_parser("run", help="run or schedule a notebook (labdeck run NOTEBOOK -p key value ...; see labdeck run -h)", add_help=False)
     if argv[:1] == ["run"]:
-        from .runs.client import main as run_main
+        from labdeck.runs.client import main as run_main
 
         return run_main(argv[1:])
     args, rest = parser.parse_known_args(argv)

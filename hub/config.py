@@ -38,7 +38,7 @@ def broker_url(settings: dict) -> str:
 
 
 def runs_services(settings: dict, secrets: dict) -> list[dict]:
-    """The runs scheduler and the read-only viewer (labdeck.hub.runs), when their ports are planned."""
+    """The runs scheduler and the read-only viewer (labdeck.runs), when their ports are planned."""
     if "runs_port" not in settings:
         return []
     return [

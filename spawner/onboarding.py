@@ -14,9 +14,7 @@ from pathlib import Path
 
 
 def default_onboarding_dir() -> str:
-    import labdeck.hub
-
-    return str(Path(labdeck.hub.__file__).resolve().parent / "onboarding")
+    return str(Path(__file__).resolve().parent / "welcome")
 
 
 def plan(sources: list[str]) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """A credential provider for labdeck's local BigQuery endpoint.
 
-Tokens are HMAC-signed claims (:mod:`labdeck.credentials.localtoken`) naming
+Tokens are HMAC-signed claims (:mod:`labdeck.emulators.bigquery.tokens`) naming
 the datasets the user may read or write; the local endpoint checks them on
 every request, so isolation is enforced there, not in the user's server.
 The user's own dataset is created on first issuance.
@@ -13,7 +13,9 @@ import json
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Unicode
 
-from .. import gcp_requests, localtoken
+from labdeck.emulators.bigquery import tokens as localtoken
+
+from .. import gcp_requests
 from ..grants import Grants
 from .base import Identity, IssuedCredential, UpstreamError
 from .gcp import GCPProvider

@@ -21,9 +21,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from labdeck.credentials import localtoken
-from labdeck.credentials.emulators.bigquery.app import make_app
-from labdeck.credentials.emulators.bigquery.engine import Engine
-from labdeck.credentials.emulators.bigquery.seed import seed
+from labdeck.emulators.bigquery.app import make_app
+from labdeck.emulators.bigquery.engine import Engine
+from labdeck.emulators.bigquery.seed import seed
 
 PROJECT = "labdeck-local"
 KEY = b"test-key-" + b"x" * 32

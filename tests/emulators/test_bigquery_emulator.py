@@ -370,7 +370,7 @@ def test_alice_cannot_see_bobs_jobs(alice, bob):
 
 def test_read_only_dataset_cannot_be_written(alice, bq_emulator):
     before = bq_emulator.engine.num_rows(
-        __import__("labdeck.credentials.emulators.bigquery.translate", fromlist=["TableRef"]).TableRef(
+        __import__("labdeck.emulators.bigquery.translate", fromlist=["TableRef"]).TableRef(
             PROJECT, "demo", "orders"))
     statements = [
         "INSERT INTO demo.orders (order_id) VALUES (-1)",
@@ -406,7 +406,7 @@ def test_jobs_only_in_granted_projects(bq_emulator):
     "make_token",
     [
         lambda: token_for("alice", {"demo": "ro"}, ttl=60, now=time.time() - 3600),
-        lambda: __import__("labdeck.credentials.localtoken", fromlist=["issue"]).issue(
+        lambda: __import__("labdeck.emulators.bigquery.tokens", fromlist=["issue"]).issue(
             b"not-the-key-" + b"y" * 20, {"sub": "alice", "admin": True}, ttl=600),
         lambda: "garbage",
     ],
@@ -457,7 +457,7 @@ def test_cli_serves_seeded_demo(tmp_path):
     key_file.write_bytes(KEY)
     key_file.chmod(0o600)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labdeck.credentials.emulators.bigquery", "--port", "0",
+        [sys.executable, "-m", "labdeck.emulators.bigquery", "--port", "0",
          "--bind", "127.0.0.1", "--data-dir", str(tmp_path / "data"), "--key-file", str(key_file),
          "--project", PROJECT, "--seed"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -486,8 +486,8 @@ def test_cli_serves_seeded_demo(tmp_path):
 
 def test_duckdb_itself_has_no_file_access(bq_emulator):
     """Defense in depth: even SQL that slipped past the translator cannot read files."""
-    from labdeck.credentials.emulators.bigquery.errors import ApiError
-    from labdeck.credentials.emulators.bigquery.translate import Translation
+    from labdeck.emulators.bigquery.errors import ApiError
+    from labdeck.emulators.bigquery.translate import Translation
 
     for sql in ["SELECT * FROM read_csv('/etc/passwd')", "SELECT * FROM '/etc/passwd'",
                 "SET enable_external_access = true"]:

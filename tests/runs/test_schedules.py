@@ -10,9 +10,9 @@ import logging
 
 import pytest
 
-from labdeck.hub.runs.launcher import HubLauncher
-from labdeck.hub.runs.scheduler import Scheduler
-from labdeck.hub.runs.store import RunStore
+from labdeck.runs.launcher import HubLauncher
+from labdeck.runs.scheduler import Scheduler
+from labdeck.runs.store import RunStore
 
 from .conftest import read_s3_json, write_notebook
 

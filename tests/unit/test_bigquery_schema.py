@@ -7,16 +7,16 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from labdeck.credentials.emulators.bigquery import access
-from labdeck.credentials.emulators.bigquery.errors import ApiError
-from labdeck.credentials.emulators.bigquery.schema import (
+from labdeck.emulators.bigquery import access
+from labdeck.emulators.bigquery.errors import ApiError
+from labdeck.emulators.bigquery.schema import (
     column_defs,
     duck_type,
     encode_rows,
     encode_value,
     schema_from_duck,
 )
-from labdeck.credentials.emulators.bigquery.uploads import parse_content_range, parse_multipart
+from labdeck.emulators.bigquery.uploads import parse_content_range, parse_multipart
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from labdeck.credentials.emulators.bigquery.errors import ApiError
-from labdeck.credentials.emulators.bigquery.translate import (
+from labdeck.emulators.bigquery.errors import ApiError
+from labdeck.emulators.bigquery.translate import (
     TableRef,
     parse_statement,
     schema_name,

@@ -56,7 +56,7 @@ def test_profiles_from_settings_reach_the_spawner_and_supervisor_may_manage_grou
 def test_profiles_file_json_or_yaml_is_checked_with_a_clear_error(tmp_path):
     import pytest
 
-    from labdeck.hub.supervisor import SupervisorError, load_profiles_file
+    from labdeck.hub.local.runner import SupervisorError, load_profiles_file
 
     j = tmp_path / "p.json"
     j.write_text('[{"slug": "jupyterlab"}, {"slug": "gpu", "groups": ["ml"]}]')
@@ -120,7 +120,7 @@ def test_kube_mode_without_root_does_not_allow_root_and_image_is_configurable():
 def test_supervisor_kube_settings_from_env_and_kubeconfig_for_the_hub_only(tmp_path):
     import pytest
 
-    from labdeck.hub.supervisor import Supervisor, SupervisorError
+    from labdeck.hub.local.runner import Supervisor, SupervisorError
 
     kc = tmp_path / "kubeconfig"
     kc.write_text("apiVersion: v1\n")

@@ -1,11 +1,11 @@
-"""labdeck.credentials.localtoken: issue/verify round trip and every way a token can be bad."""
+"""labdeck.emulators.bigquery.tokens: issue/verify round trip and every way a token can be bad."""
 
 import base64
 import json
 
 import pytest
 
-from labdeck.credentials.localtoken import TokenError, issue, verify
+from labdeck.emulators.bigquery.tokens import TokenError, issue, verify
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -1,10 +1,10 @@
-"""Cron validation and fire times (labdeck.hub.runs.cron)."""
+"""Cron validation and fire times (labdeck.runs.cron)."""
 
 import datetime
 
 import pytest
 
-from labdeck.hub.runs import cron
+from labdeck.runs import cron
 
 
 def ts(s):

@@ -1,11 +1,11 @@
-"""Run parameters and papermill-style injection (labdeck.hub.runs.params)."""
+"""Run parameters and papermill-style injection (labdeck.runs.params)."""
 
 import math
 
 import nbformat
 import pytest
 
-from labdeck.hub.runs import params
+from labdeck.runs import params
 
 
 def test_valid_parameters():

@@ -1,8 +1,8 @@
-"""Notebook paths and output keys (labdeck.hub.runs.paths)."""
+"""Notebook paths and output keys (labdeck.runs.paths)."""
 
 import pytest
 
-from labdeck.hub.runs import paths
+from labdeck.runs import paths
 
 
 @pytest.mark.parametrize(

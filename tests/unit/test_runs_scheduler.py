@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from labdeck.hub.runs import driver
-from labdeck.hub.runs.launcher import ExecTimeout, LaunchError, Launcher
-from labdeck.hub.runs.scheduler import LimitExceeded, Scheduler
-from labdeck.hub.runs.store import RunStore
+from labdeck.runs import driver
+from labdeck.runs.launcher import ExecTimeout, LaunchError, Launcher
+from labdeck.runs.scheduler import LimitExceeded, Scheduler
+from labdeck.runs.store import RunStore
 
 
 def ts(s):

@@ -1,9 +1,9 @@
-"""Shares: ids, requests and who may view (labdeck.hub.runs.shares)."""
+"""Shares: ids, requests and who may view (labdeck.runs.shares)."""
 
 import pytest
 
-from labdeck.hub.runs import shares
-from labdeck.hub.runs.shares import Share, can_view
+from labdeck.runs import shares
+from labdeck.runs.shares import Share, can_view
 
 
 def test_ids_are_long_random_and_distinct():

@@ -6,8 +6,8 @@ from traitlets.config import Configurable
 import labdeck.credentials.app as broker_app
 from labdeck.hub.auth import LabdeckDevAuthenticator
 from labdeck.hub.oidc import LabdeckOIDCAuthenticator
-from labdeck.hub.runs.app import RunsApp
-from labdeck.hub.runs.viewer import ViewerApp
+from labdeck.runs.app import RunsApp
+from labdeck.runs.viewer import ViewerApp
 from labdeck.spawner.kube import LabdeckKubeSpawner
 from labdeck.spawner.local import LabdeckLocalProcessSpawner
 from labdeck.spawner.mixin import LabdeckSpawnerMixin

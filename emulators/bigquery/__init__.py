@@ -2,7 +2,7 @@
 
 Used by the embedded default (``labdeck up``) and the tests, with the unmodified
 ``google-cloud-bigquery`` client pointed at it through ``BIGQUERY_EMULATOR_HOST``
-and a bearer token from :mod:`labdeck.credentials.localtoken`.
+and a bearer token from :mod:`labdeck.emulators.bigquery.tokens`.
 
 Modules, one job each:
 

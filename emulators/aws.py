@@ -10,7 +10,7 @@ labdeck's tests:
   the IAM user the broker acts as (its keys go to a 0600 file), and then turns
   IAM enforcement on (``/moto-api/reset-auth``).
 
-Run: ``python -m labdeck.credentials.emulators.aws --port P`` (127.0.0.1 only).
+Run: ``python -m labdeck.emulators.aws --port P`` (127.0.0.1 only).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``runs`` service: queue, schedule and execute notebook runs for hub users.
 
-Run as ``python -m labdeck.hub.runs.app --config FILE``. Like any JupyterHub
+Run as ``python -m labdeck.runs.app --config FILE``. Like any JupyterHub
 service it reads its token and the hub API URL from ``JUPYTERHUB_API_TOKEN``
 and ``JUPYTERHUB_API_URL``. Scopes it needs: ``admin:servers`` and
 ``access:servers`` (start, use and stop the users' ``run-<id>`` servers) and
@@ -16,7 +16,7 @@ import os
 from tornado import web
 from traitlets import Float, Integer, Unicode, default
 
-from ..service import LabdeckServiceApp
+from labdeck.hub.service import LabdeckServiceApp
 
 from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, SchedulesHandler
 from .launcher import HubLauncher

@@ -1,6 +1,6 @@
 """Run the local BigQuery endpoint.
 
-``python -m labdeck.credentials.emulators.bigquery --port P --bind 127.0.0.1
+``python -m labdeck.emulators.bigquery --port P --bind 127.0.0.1
 --data-dir DIR --key-file FILE --project PROJECT [--seed]``
 
 The key file holds the HMAC key shared with the local credential broker; it is
@@ -40,7 +40,7 @@ def read_key(path: str) -> bytes:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m labdeck.credentials.emulators.bigquery",
+    parser = argparse.ArgumentParser(prog="python -m labdeck.emulators.bigquery",
                                      description="labdeck's local BigQuery REST endpoint")
     parser.add_argument("--port", type=int, default=9050, help="TCP port (0: pick a free one)")
     parser.add_argument("--bind", default="127.0.0.1", help="loopback address to listen on")

@@ -1,6 +1,6 @@
 """Who may do what: pure checks of a verified token's claims against BigQuery resources.
 
-Claims come from :func:`labdeck.credentials.localtoken.verify`: ``projects`` (may
+Claims come from :func:`labdeck.emulators.bigquery.tokens.verify`: ``projects`` (may
 run jobs there), ``datasets`` (``"project.dataset"`` -> ``"rw"`` | ``"ro"``) and
 ``admin``. Denials raise a 403 ``accessDenied`` naming the principal and the
 resource, never the token.

@@ -116,7 +116,7 @@ def upload(bucket: str, key: str, body: bytes, content_type: str) -> None:
 
 
 def execute(spec: dict, home: Path | None = None) -> dict:
-    """Run one spec (see :meth:`labdeck.hub.runs.scheduler.Scheduler.driver_spec`); return the result dict."""
+    """Run one spec (see :meth:`labdeck.runs.scheduler.Scheduler.driver_spec`); return the result dict."""
     home = Path(home or os.environ.get("HOME") or Path.home())
     user = os.environ.get("JUPYTERHUB_USER") or spec["owner"]
     if user != spec["owner"]:
@@ -163,7 +163,7 @@ def run_and_report(spec: dict) -> None:
 def kernel_code(spec: dict) -> str:
     """The code a kernel runs for ``spec`` (the JSON travels as a Python string literal)."""
     return (
-        "from labdeck.hub.runs.driver import run_and_report as _labdeck_run\n"
+        "from labdeck.runs.driver import run_and_report as _labdeck_run\n"
         f"_labdeck_run(__import__('json').loads({json.dumps(spec)!r}))\n"
     )
 

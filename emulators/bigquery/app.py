@@ -1,7 +1,7 @@
 """The tornado application: the BigQuery v2 REST subset ``google-cloud-bigquery`` 3.47 uses.
 
 Every request needs ``Authorization: Bearer <labdeck local token>``
-(:mod:`labdeck.credentials.localtoken`); missing, forged or expired -> 401.
+(:mod:`labdeck.emulators.bigquery.tokens`); missing, forged or expired -> 401.
 Handlers parse the request, check grants (:mod:`.access`), and run storage work
 in a thread pool (:class:`.engine.Engine` serializes DuckDB use). Errors are
 always BigQuery-shaped JSON (:mod:`.errors`), never a traceback. One log line
@@ -21,7 +21,7 @@ from urllib.parse import quote
 import tornado.web
 from tornado.ioloop import IOLoop
 
-from ...localtoken import TokenError, verify
+from .tokens import TokenError, verify
 from . import access
 from .engine import Engine
 from .errors import ApiError, not_found

@@ -5,7 +5,7 @@ from the state directory the supervisor prepared.
 """
 
 from labdeck.hub.config import local_config
-from labdeck.hub.state import SECRET_NAMES, StateDir, state_dir
+from labdeck.hub.local.state import SECRET_NAMES, StateDir, state_dir
 
 _state = StateDir(state_dir())
 _secrets = {name: _state.read_secret(name) for name in SECRET_NAMES if _state.secret_path(name).exists()}

@@ -15,7 +15,7 @@ import json
 from jupyterhub.services.auth import HubAuthenticated
 from tornado import web
 
-from ..service import JSONErrorsMixin
+from labdeck.hub.service import JSONErrorsMixin
 from . import cron as cronlib
 from .params import InvalidParameters, validate_parameters
 from .paths import InvalidPath, is_run_id, validate_notebook_path

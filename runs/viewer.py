@@ -31,7 +31,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Integer, Unicode, default
 
-from ..service import JSONErrorsMixin, LabdeckServiceApp
+from labdeck.hub.service import JSONErrorsMixin, LabdeckServiceApp
 
 from .paths import InvalidPath, home_prefix, validate_home_key
 from .render import SECURITY_HEADERS, render_html

@@ -24,11 +24,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import BROKER_SERVICE, RUNS_SERVICE, VIEWER_SERVICE, broker_url
+from ..config import BROKER_SERVICE, RUNS_SERVICE, VIEWER_SERVICE, broker_url
 from .state import SECRET_NAMES, StateDir, state_dir
-from .usernames import InvalidUsername, check_username, normalize_username
+from ..usernames import InvalidUsername, check_username, normalize_username
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
 DEFAULT_BUCKET = "labdeck-data"
 DEFAULT_REGION = "us-east-1"
@@ -317,14 +317,14 @@ class Supervisor:
         self.components = {
             "aws": Component(
                 "aws",
-                [py, "-m", "labdeck.credentials.emulators.aws", "--port", str(s["aws_port"])],
+                [py, "-m", "labdeck.emulators.aws", "--port", str(s["aws_port"])],
                 {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
                 ready_url=f"{s['aws_endpoint']}/moto-api/",
             ),
             "bigquery": Component(
                 "bigquery",
                 [
-                    py, "-m", "labdeck.credentials.emulators.bigquery",
+                    py, "-m", "labdeck.emulators.bigquery",
                     "--port", str(s["bq_port"]),
                     "--bind", "127.0.0.1",
                     "--data-dir", str(self.state.emulators / "bigquery"),
@@ -406,7 +406,7 @@ class Supervisor:
         return {"KUBECONFIG": kube["kubeconfig"]} if kube else {}
 
     def runs_components(self, base: dict) -> dict:
-        """The runs scheduler and the read-only viewer (labdeck.hub.runs) as hub services."""
+        """The runs scheduler and the read-only viewer (labdeck.runs) as hub services."""
         s = self.settings
         comps = {}
         for name, service, module in (("runs", RUNS_SERVICE, "app"), ("viewer", VIEWER_SERVICE, "viewer")):
@@ -426,7 +426,7 @@ class Supervisor:
                 env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
                 env["AWS_DEFAULT_REGION"] = s["region"]
             app = "RunsApp" if name == "runs" else "ViewerApp"
-            argv = [sys.executable, "-m", f"labdeck.hub.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
+            argv = [sys.executable, "-m", f"labdeck.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
             # ready through the proxy: the hub adds a service's route only once it sees it up
             comps[name] = Component(name, argv, env, ready_url=f"http://127.0.0.1:{s['public_port']}/services/{service}/health")
         return comps
@@ -452,7 +452,7 @@ class Supervisor:
             # an endpoint that answers 401 without a token is up
             wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401), proc=comp.proc)
         if comp.name == "aws":
-            from labdeck.credentials.emulators.aws import seed
+            from labdeck.emulators.aws import seed
 
             seed(
                 self.settings["aws_endpoint"],
