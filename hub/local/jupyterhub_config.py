@@ -1,12 +1,16 @@
-"""JupyterHub config for labdeck's embedded default (``labdeck up`` points the hub here).
+"""JupyterHub config of labdeck's embedded default (``labdeck up`` points the hub here).
 
-Thin wiring only: everything is built by ``labdeck.hub.config.local_config``
-from the state directory the supervisor prepared.
+Thin wiring: the runner's settings become chart-shaped values
+(:func:`labdeck.hub.local.values.local_values`) and go through the same
+configurer as the chart, in the local mode.
 """
 
-from labdeck.hub.config import local_config
+from labdeck.hub.configurer import configure
 from labdeck.hub.local.state import SECRET_NAMES, StateDir, state_dir
+from labdeck.hub.local.values import local_values
+from labdeck.hub.modes import local_mode
 
 _state = StateDir(state_dir())
+_settings = _state.read_settings()
 _secrets = {name: _state.read_secret(name) for name in SECRET_NAMES if _state.secret_path(name).exists()}
-c.merge(local_config(_state.read_settings(), _secrets))  # noqa: F821 (c is provided by JupyterHub)
+c.merge(configure(local_values(_settings), local_mode(_settings, _secrets)))  # noqa: F821 (c is provided by JupyterHub)

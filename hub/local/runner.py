@@ -21,38 +21,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import BROKER_SERVICE, RUNS_SERVICE, VIEWER_SERVICE, broker_url
+from .plan import ORDER as COMPONENT_ORDER
+from .plan import Component, plan
+from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
+from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
 from .state import SECRET_NAMES, StateDir, state_dir
-from ..usernames import InvalidUsername, check_username, normalize_username
 
 ROOT = Path(__file__).resolve().parents[2]
-HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
-DEFAULT_BUCKET = "labdeck-data"
-DEFAULT_REGION = "us-east-1"
-DEFAULT_GCP_PROJECT = "labdeck-local"
 
-#: grants of the embedded default, written to <state>/grants.json once (edit it live:
-#: the broker re-reads it, changes apply at each user's next credential refresh)
-DEFAULT_GRANTS = {
-    "everyone": {
-        "s3": [{"prefix": "shared/", "access": "ro"}],
-        "bigquery": [{"dataset": f"{DEFAULT_GCP_PROJECT}.demo", "access": "ro"}],
-    },
-    "groups": {"analysts": {"s3": [{"prefix": "shared/analysts/", "access": "ro"}]}},
-    "users": {},
-}
 STOP_GRACE_S = 10
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
-#: start order; stopped in reverse
-COMPONENT_ORDER = ("aws", "bigquery", "proxy", "hub", "broker", "runs", "viewer")
-
-
-class SupervisorError(Exception):
-    """A reason not to start, for a person (stale run, port in use, bad env)."""
+SupervisorError = SettingsError
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -101,26 +83,6 @@ def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None
     raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
 
 
-def load_profiles_file(path: str) -> list[dict]:
-    """``LABDECK_PROFILES_FILE``: a JSON or YAML list of profiles, checked like the spawner checks them."""
-    import yaml
-
-    from labdeck.spawner.profiles import ProfileConfigError, normalize_profiles
-
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)  # YAML is a superset of JSON
-    except (OSError, yaml.YAMLError) as e:
-        raise SupervisorError(f"LABDECK_PROFILES_FILE: cannot read {path}: {e}") from None
-    if not isinstance(data, list) or not data:
-        raise SupervisorError(f"LABDECK_PROFILES_FILE: {path} must hold a non-empty list of profiles")
-    try:
-        normalize_profiles(data)
-    except ProfileConfigError as e:
-        raise SupervisorError(f"LABDECK_PROFILES_FILE: {e}") from None
-    return data
-
-
 def stop_group(pid: int, grace: float = STOP_GRACE_S) -> None:
     """SIGTERM the process group led by ``pid``, SIGKILL it if it outlives ``grace``."""
     try:
@@ -136,31 +98,6 @@ def stop_group(pid: int, grace: float = STOP_GRACE_S) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def parse_admin_users(value: str) -> list[str]:
-    admins = []
-    for raw in value.split(","):
-        raw = raw.strip()
-        if not raw:
-            continue
-        name = normalize_username(raw)
-        try:
-            check_username(name)
-        except InvalidUsername as e:
-            raise SupervisorError(f"LABDECK_ADMIN_USERS: {e}") from None
-        admins.append(name)
-    return admins
-
-
-@dataclass
-class Component:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    ready_url: str | None = None
-    proc: subprocess.Popen | None = None
-    restarts: list[float] = field(default_factory=list)
 
 
 class Supervisor:
@@ -236,27 +173,13 @@ class Supervisor:
         except (OSError, ValueError):
             previous = {}
         ports = self.plan_ports(previous)
-        ttl = int(self.env.get("LABDECK_CREDENTIAL_TTL") or 3600)
-        if ttl < 5:
-            raise SupervisorError("LABDECK_CREDENTIAL_TTL must be at least 5 seconds (default 3600)")
         settings = {
             **ports,
             "state_dir": str(self.state.root),
-            "bucket": self.env.get("LABDECK_BUCKET") or DEFAULT_BUCKET,
-            "region": DEFAULT_REGION,
             "aws_endpoint": f"http://127.0.0.1:{ports['aws_port']}",
-            "gcp_project": DEFAULT_GCP_PROJECT,
             "bq_endpoint": f"http://127.0.0.1:{ports['bq_port']}",
-            "admin_users": parse_admin_users(self.env.get("LABDECK_ADMIN_USERS", "")),
-            "credential_ttl": ttl,
+            **env_settings(self.env),
         }
-        if self.env.get("LABDECK_BANNER") is not None:
-            settings["banner"] = self.env["LABDECK_BANNER"]
-        if self.env.get("LABDECK_PROFILES_FILE"):
-            settings["profiles"] = load_profiles_file(self.env["LABDECK_PROFILES_FILE"])
-        kube = self.kube_settings()
-        if kube:
-            settings["kube"] = kube
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -273,27 +196,8 @@ class Supervisor:
         grants_file = self.state.root / "grants.json"
         if not grants_file.exists():
             grants_file.write_text(json.dumps(DEFAULT_GRANTS, indent=2))
-        broker_config = {
-            "BrokerApp": {
-                "ip": "127.0.0.1",
-                "port": settings["broker_port"],
-                "providers": ["local-aws", "local-gcp"],
-                "grants_file": str(grants_file),
-                "cache_margin_seconds": min(1200, ttl // 3),
-            },
-            "AWSProvider": {
-                "region": settings["region"],
-                "bucket": settings["bucket"],
-                "endpoint_url": settings["aws_endpoint"],
-                "ttl_seconds": ttl,
-            },
-            "GCPProvider": {"project": settings["gcp_project"], "ttl_seconds": ttl},
-            "LocalGCPProvider": {
-                "emulator_url": settings["bq_endpoint"],
-                "key_file": str(self.state.secret_path("bigquery_key")),
-            },
-        }
-        (self.state.root / "broker_config.json").write_text(json.dumps(broker_config, indent=2))
+        config = broker_config(settings, str(grants_file), str(self.state.secret_path("bigquery_key")))
+        (self.state.root / "broker_config.json").write_text(json.dumps(config, indent=2))
         return settings
 
     def base_env(self) -> dict:
@@ -307,129 +211,39 @@ class Supervisor:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def build_components(self) -> None:
-        s = self.settings
-        py = sys.executable
-        base = self.base_env()
+    def find_chp(self) -> str:
+        """configurable-http-proxy: ``LABDECK_CHP``, else the checkout's node_modules, else ``PATH``."""
+        import shutil
+
         chp = self.env.get("LABDECK_CHP") or str(ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
         if not os.path.exists(chp):
-            raise SupervisorError(f"configurable-http-proxy not found at {chp}; run `make up` (it installs it with npm)")
-        self.components = {
-            "aws": Component(
-                "aws",
-                [py, "-m", "labdeck.emulators.aws", "--port", str(s["aws_port"])],
-                {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
-                ready_url=f"{s['aws_endpoint']}/moto-api/",
-            ),
-            "bigquery": Component(
-                "bigquery",
-                [
-                    py, "-m", "labdeck.emulators.bigquery",
-                    "--port", str(s["bq_port"]),
-                    "--bind", "127.0.0.1",
-                    "--data-dir", str(self.state.emulators / "bigquery"),
-                    "--key-file", str(self.state.secret_path("bigquery_key")),
-                    "--project", s["gcp_project"],
-                    "--seed",
-                ],
-                base,
-                ready_url=f"{s['bq_endpoint']}/bigquery/v2/projects/{s['gcp_project']}/datasets",
-            ),
-            "proxy": Component(
-                "proxy",
-                [
-                    chp,
-                    "--ip", "127.0.0.1",
-                    "--port", str(s["public_port"]),
-                    "--api-ip", "127.0.0.1",
-                    "--api-port", str(s["proxy_api_port"]),
-                    "--default-target", f"http://127.0.0.1:{s['hub_port']}",
-                    "--error-target", f"http://127.0.0.1:{s['hub_port']}/hub/error",
-                ],
-                {**base, "CONFIGPROXY_AUTH_TOKEN": self.state.read_secret("proxy_token")},
-            ),
-            "hub": Component(
-                "hub",
-                [py, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
-                {**base, "LABDECK_DEV_PASSWORD": self.password, **self.kube_hub_env()},
-                ready_url=f"http://127.0.0.1:{s['public_port']}/hub/health",
-            ),
-            "broker": Component(
-                "broker",
-                [py, "-m", "labdeck.hub.cli", "broker", "--config", str(self.state.root / "broker_config.json")],
-                {
-                    **base,
-                    "JUPYTERHUB_API_TOKEN": self.state.read_secret("broker_token"),
-                    "JUPYTERHUB_API_URL": f"http://127.0.0.1:{s['hub_port']}/hub/api",
-                    "JUPYTERHUB_SERVICE_PREFIX": f"/services/{BROKER_SERVICE}/",
-                    "AWS_SHARED_CREDENTIALS_FILE": str(self.state.secret_path("broker_aws_credentials")),
-                    "AWS_ENDPOINT_URL": s["aws_endpoint"],
-                },
-                ready_url=broker_url(s) + "health",
-            ),
-            **self.runs_components(base),
-        }
+            chp = shutil.which("configurable-http-proxy", path=self.env.get("PATH")) or chp
+        if not os.path.exists(chp):
+            raise SupervisorError(f"configurable-http-proxy not found at {chp}; run `make up` (it installs it with npm) or set LABDECK_CHP")
+        return chp
 
-    # -------------------------------------------------------- kube mode (tests)
+    def build_components(self) -> None:
+        st = self.state
+        secrets = {name: st.read_secret(name) for name in ("proxy_token", "broker_token", "runs_token", "viewer_token")}
+        secrets["dev_password"] = self.password
+        paths = {
+            "state": str(st.root),
+            "chp": self.find_chp(),
+            "bigquery_data": str(st.emulators / "bigquery"),
+            "bigquery_key": str(st.secret_path("bigquery_key")),
+            "broker_config": str(st.root / "broker_config.json"),
+            "broker_aws_credentials": str(st.secret_path("broker_aws_credentials")),
+            "viewer_aws_credentials": str(st.secret_path("viewer_aws_credentials")),
+        }
+        self.components = plan(self.settings, secrets, paths, self.base_env())
 
     def kube_settings(self) -> dict | None:
-        """``LABDECK_SPAWNER=kube`` (+ ``LABDECK_KUBECONFIG``, ``LABDECK_KUBE_NAMESPACE``,
-        optional ``LABDECK_KUBE_IMAGE``): spawn with ``LabdeckKubeSpawner`` instead of local processes.
-
-        For one machine (tests against tests/kube's API server and process kubelet): the
-        "image" is this virtualenv, so its ``bin`` leads the pods' ``PATH``.
-        """
-        mode = self.env.get("LABDECK_SPAWNER", "local") or "local"
-        if mode == "local":
-            return None
-        if mode != "kube":
-            raise SupervisorError(f"LABDECK_SPAWNER must be 'local' or 'kube', not {mode!r}")
-        kubeconfig = self.env.get("LABDECK_KUBECONFIG", "")
-        if not kubeconfig or not os.access(kubeconfig, os.R_OK):
-            raise SupervisorError("LABDECK_SPAWNER=kube needs LABDECK_KUBECONFIG: a readable kubeconfig file")
-        namespace = self.env.get("LABDECK_KUBE_NAMESPACE", "")
-        if not namespace:
-            raise SupervisorError("LABDECK_SPAWNER=kube needs LABDECK_KUBE_NAMESPACE")
-        kube = {
-            "kubeconfig": str(Path(kubeconfig).resolve()),
-            "namespace": namespace,
-            "path": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "allow_root": os.geteuid() == 0,
-        }
-        if self.env.get("LABDECK_KUBE_IMAGE"):
-            kube["image"] = self.env["LABDECK_KUBE_IMAGE"]
-        return kube
+        return kube_settings(self.env)
 
     def kube_hub_env(self) -> dict:
-        """``KUBECONFIG`` for the hub process only (kubernetes_asyncio reads it at import)."""
-        kube = self.settings.get("kube")
-        return {"KUBECONFIG": kube["kubeconfig"]} if kube else {}
+        from .plan import kube_hub_env
 
-    def runs_components(self, base: dict) -> dict:
-        """The runs scheduler and the read-only viewer (labdeck.runs) as hub services."""
-        s = self.settings
-        comps = {}
-        for name, service, module in (("runs", RUNS_SERVICE, "app"), ("viewer", VIEWER_SERVICE, "viewer")):
-            env = {
-                **base,
-                "JUPYTERHUB_API_TOKEN": self.state.read_secret(f"{name}_token"),
-                "JUPYTERHUB_API_URL": f"http://127.0.0.1:{s['hub_port']}/hub/api",
-                "JUPYTERHUB_BASE_URL": "/",
-                "JUPYTERHUB_SERVICE_NAME": service,
-                "JUPYTERHUB_SERVICE_PREFIX": f"/services/{service}/",
-                "JUPYTERHUB_CLIENT_ID": f"service-{service}",
-                "JUPYTERHUB_OAUTH_CALLBACK_URL": f"/services/{service}/oauth_callback",
-                "LABDECK_PROXY_URL": f"http://127.0.0.1:{s['public_port']}",
-            }
-            if name == "viewer":
-                env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.state.secret_path("viewer_aws_credentials"))
-                env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
-                env["AWS_DEFAULT_REGION"] = s["region"]
-            app = "RunsApp" if name == "runs" else "ViewerApp"
-            argv = [sys.executable, "-m", f"labdeck.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
-            # ready through the proxy: the hub adds a service's route only once it sees it up
-            comps[name] = Component(name, argv, env, ready_url=f"http://127.0.0.1:{s['public_port']}/services/{service}/health")
-        return comps
+        return kube_hub_env(self.settings)
 
     # -------------------------------------------------------------- processes
 

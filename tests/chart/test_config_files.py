@@ -64,7 +64,9 @@ def test_hub_config_aws_eks(load):
     assert m.broker_url == "http://rel-labdeck-broker:8090/services/broker/"
     assert (m.aws_region, m.s3_bucket, m.aws_endpoint_url) == ("eu-west-1", "example-labdeck-data", "")
     assert [p["slug"] for p in m.profiles] == ["lab", "rstudio", "large", "gpu"]
-    broker, culler = c.JupyterHub.services
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert list(services) == ["broker", "runs", "viewer", "idle-culler"]
+    broker, culler = services["broker"], services["idle-culler"]
     assert broker["name"] == "broker" and broker["url"] == "http://rel-labdeck-broker:8090"
     assert len(broker["api_token"]) >= 32
     assert "--timeout=7200" in culler["command"]
@@ -101,8 +103,12 @@ def test_hub_config_passthrough_and_extra_config(load):
     assert c.JupyterHub.template_vars == {"org": "Example"}
     assert c.JupyterHub.base_url == "/labdeck/"
     assert c.ConfigurableHTTPProxy.auth_token == "lint-proxy-token"
-    assert c.LabdeckSpawnerMixin.onboarding_dirs.get_value([]) == ["/opt/labdeck/onboarding"]
-    assert "--remove-named-servers" in c.JupyterHub.services[1]["command"]
+    from labdeck.spawner.onboarding import default_onboarding_dir
+
+    # labdeck's welcome files first, the admin's directory after them (it wins for the same path)
+    assert c.LabdeckSpawnerMixin.onboarding_dirs == [default_onboarding_dir(), "/opt/labdeck/onboarding"]
+    culler = {s["name"]: s for s in c.JupyterHub.services}["idle-culler"]
+    assert "--remove-named-servers" in culler["command"]
 
 
 def test_hub_config_refuses_lowercase_sections(load):

@@ -20,7 +20,7 @@ import pytest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from labdeck.credentials import localtoken
+from labdeck.emulators.bigquery import tokens as localtoken
 from labdeck.emulators.bigquery.app import make_app
 from labdeck.emulators.bigquery.engine import Engine
 from labdeck.emulators.bigquery.seed import seed

@@ -35,6 +35,8 @@
 {{- define "labdeck.proxy-public.fullname" -}}{{ include "labdeck.fullname" . }}-proxy-public{{- end -}}
 {{- define "labdeck.proxy-api.fullname" -}}{{ include "labdeck.fullname" . }}-proxy-api{{- end -}}
 {{- define "labdeck.broker.fullname" -}}{{ include "labdeck.fullname" . }}-broker{{- end -}}
+{{- define "labdeck.runs.fullname" -}}{{ include "labdeck.fullname" . }}-runs{{- end -}}
+{{- define "labdeck.viewer.fullname" -}}{{ include "labdeck.fullname" . }}-viewer{{- end -}}
 {{- define "labdeck.singleuser.fullname" -}}{{ include "labdeck.fullname" . }}-singleuser{{- end -}}
 {{- define "labdeck.continuous-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-continuous-image-puller{{- end -}}
 {{- define "labdeck.hook-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-hook-image-puller{{- end -}}
@@ -54,6 +56,12 @@ proxy: {{ include "labdeck.proxy.fullname" . | quote }}
 proxy-public: {{ include "labdeck.proxy-public.fullname" . | quote }}
 proxy-api: {{ include "labdeck.proxy-api.fullname" . | quote }}
 broker: {{ include "labdeck.broker.fullname" . | quote }}
+{{- if .Values.runs.enabled }}
+runs: {{ include "labdeck.runs.fullname" . | quote }}
+{{- end }}
+{{- if .Values.viewer.enabled }}
+viewer: {{ include "labdeck.viewer.fullname" . | quote }}
+{{- end }}
 singleuser: {{ include "labdeck.singleuser.fullname" . | quote }}
 user-priority: {{ include "labdeck.user-priority.fullname" . | quote }}
 {{- end -}}

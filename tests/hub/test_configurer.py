@@ -1,4 +1,13 @@
-from labdeck.hub.config import local_config
+"""The one configurer, driven as the embedded default drives it (settings -> values -> Config)."""
+
+from labdeck.hub.configurer import configure
+from labdeck.hub.local.values import local_values
+from labdeck.hub.modes import local_mode
+
+
+def local_config(settings, secrets):
+    return configure(local_values(settings), local_mode(settings, secrets))
+
 
 SETTINGS = {
     "state_dir": "/s",
@@ -11,7 +20,7 @@ SETTINGS = {
     "region": "us-east-1",
     "admin_users": ["admin"],
 }
-SECRETS = {"cookie_secret": "00" * 32, "proxy_token": "p", "broker_token": "b", "supervisor_token": "s"}
+SECRETS = {"cookie_secret": "00" * 32, "proxy_token": "p", "broker_token": "b", "supervisor_token": "s", "runs_token": "r", "viewer_token": "v"}
 
 
 def test_local_config_listens_on_loopback_only_and_keeps_servers_across_hub_restarts():
@@ -26,13 +35,13 @@ def test_local_config_listens_on_loopback_only_and_keeps_servers_across_hub_rest
 def test_local_config_wires_the_broker_service_with_least_scopes():
     c = local_config(SETTINGS, SECRETS)
     services = {s["name"]: s for s in c.JupyterHub.services}
-    assert services["broker"] == {"name": "broker", "url": "http://127.0.0.1:8090", "api_token": "b"}
+    assert services["broker"] == {"name": "broker", "url": "http://127.0.0.1:8090", "api_token": "b", "display": False}
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["labdeck-broker"]["scopes"] == ["read:users", "read:users:groups"]
-    sp = c.LabdeckLocalProcessSpawner
+    sp = c.LabdeckSpawnerMixin
     assert sp.broker_url == "http://127.0.0.1:8090/services/broker/"
     assert sp.s3_bucket == "labdeck-data"
-    assert sp.homes_dir == "/s/homes"
+    assert c.LabdeckLocalProcessSpawner.homes_dir == "/s/homes"
     assert c.Authenticator.admin_users == {"admin"}
 
 
@@ -45,10 +54,10 @@ def test_banner_default_and_admin_text_is_escaped():
 
 def test_profiles_from_settings_reach_the_spawner_and_supervisor_may_manage_groups():
     c = local_config(SETTINGS, SECRETS)
-    assert "profiles" not in c.LabdeckLocalProcessSpawner  # the spawner's defaults apply
+    assert "profiles" not in c.LabdeckSpawnerMixin  # the spawner's defaults apply
     profiles = [{"slug": "jupyterlab", "default": True}, {"slug": "gpu", "groups": ["ml"]}]
     c = local_config({**SETTINGS, "profiles": profiles}, SECRETS)
-    assert c.LabdeckLocalProcessSpawner.profiles == profiles
+    assert c.LabdeckSpawnerMixin.profiles == profiles
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert "admin:groups" in roles["labdeck-supervisor"]["scopes"]
 
@@ -56,7 +65,8 @@ def test_profiles_from_settings_reach_the_spawner_and_supervisor_may_manage_grou
 def test_profiles_file_json_or_yaml_is_checked_with_a_clear_error(tmp_path):
     import pytest
 
-    from labdeck.hub.local.runner import SupervisorError, load_profiles_file
+    from labdeck.hub.local.settings import SettingsError as SupervisorError
+    from labdeck.hub.local.settings import load_profiles_file
 
     j = tmp_path / "p.json"
     j.write_text('[{"slug": "jupyterlab"}, {"slug": "gpu", "groups": ["ml"]}]')
@@ -78,13 +88,20 @@ def test_profiles_file_json_or_yaml_is_checked_with_a_clear_error(tmp_path):
 # ---- kube mode (LABDECK_SPAWNER=kube): the embedded hub spawning through a Kubernetes API
 
 
-KUBE = {"kubeconfig": "/k/kubeconfig", "namespace": "labdeck-test", "path": "/venv/bin:/usr/bin:/bin", "allow_root": True}
+KUBE = {
+    "kubeconfig": "/k/kubeconfig",
+    "namespace": "labdeck-test",
+    "path": "/venv/bin:/usr/bin:/bin",
+    "allow_root": True,
+    "storage_capacity": "1Gi",
+    "image": "labdeck/singleuser:local",
+}
 
 
 def test_kube_mode_is_off_by_default():
     c = local_config(SETTINGS, SECRETS)
     assert c.JupyterHub.spawner_class == "labdeck-local"
-    assert "LabdeckKubeSpawner" not in c
+    assert "KubeSpawner" not in c
 
 
 def test_kube_mode_spawns_labdeck_kube_with_a_pvc_home_reachable_hub_and_the_local_wiring():
@@ -92,7 +109,7 @@ def test_kube_mode_spawns_labdeck_kube_with_a_pvc_home_reachable_hub_and_the_loc
                 "profiles": [{"slug": "jupyterlab", "default": True}, {"slug": "gpu", "groups": ["ml"]}]}
     c = local_config(settings, SECRETS)
     assert c.JupyterHub.spawner_class == "labdeck-kube"
-    sp = c.LabdeckKubeSpawner
+    sp = c.KubeSpawner
     assert sp.namespace == "labdeck-test"
     assert sp.image == "labdeck/singleuser:local"
     assert sp.hub_connect_url == "http://127.0.0.1:8081"
@@ -103,18 +120,19 @@ def test_kube_mode_spawns_labdeck_kube_with_a_pvc_home_reachable_hub_and_the_loc
     assert sp.storage_pvc_ensure is True
     assert sp.volumes == [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
     assert sp.volume_mounts == [{"name": "home", "mountPath": "/home/jovyan"}]
-    # broker/S3/BigQuery/profiles exactly as for the local spawner
-    local = c.LabdeckLocalProcessSpawner
+    # broker/S3/BigQuery/profiles exactly as for the local spawner: one section serves both backends
+    local = local_config({k: v for k, v in settings.items() if k != "kube"}, SECRETS).LabdeckSpawnerMixin
+    mixin = c.LabdeckSpawnerMixin
     for key in ("broker_url", "aws_region", "s3_bucket", "aws_endpoint_url", "profiles", "gcp_project", "bigquery_emulator_host"):
-        assert sp[key] == local[key], key
+        assert mixin[key] == local[key], key
     # no secret in the spawner's config (the token reaches pods through a Secret)
     assert not any(v in repr(dict(sp)) for v in SECRETS.values() if len(v) > 1)
 
 
 def test_kube_mode_without_root_does_not_allow_root_and_image_is_configurable():
     c = local_config({**SETTINGS, "kube": {**KUBE, "allow_root": False, "image": "example/img:1"}}, SECRETS)
-    assert "--allow-root" not in c.LabdeckKubeSpawner.args
-    assert c.LabdeckKubeSpawner.image == "example/img:1"
+    assert "--allow-root" not in c.KubeSpawner.args
+    assert c.KubeSpawner.image == "example/img:1"
 
 
 def test_supervisor_kube_settings_from_env_and_kubeconfig_for_the_hub_only(tmp_path):

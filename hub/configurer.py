@@ -1,0 +1,347 @@
+"""The one configurer: chart values in, JupyterHub ``Config`` out, for both modes.
+
+``configure(values, mode)`` is what the chart's ``jupyterhub_config.py`` and
+the embedded default's both call. ``values`` has the keys and meanings of
+``helm/labdeck/values.yaml`` (documented in ``values.schema.yaml``); a key
+that is absent takes the chart's default, written here once as the default
+of each lookup (``tests/hub/test_contract.py`` checks they equal the
+chart's ``values.yaml``). ``mode`` (:mod:`labdeck.hub.modes`) carries only
+what differs between modes.
+
+Rules, as in tljh's ``configurer.py``: pure (no I/O, no environment), one
+``update_<section>(c, v, mode)`` per concern, and config is only ever *set*,
+never appended to or mutated, so two results can be compared whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from traitlets.config import Config
+
+from . import contract
+from .modes import Mode
+from .performance import performance_config, server_args
+from .values import ValuesError, check_config_sections, lookup
+
+DEFAULT_BANNER = (
+    "labdeck is for <strong>exploration and prototyping</strong>. "
+    "Anything that must run again becomes a parameterized, recorded run or moves to a code-first pipeline."
+)
+
+#: scopes of each labdeck service's own token
+SERVICE_SCOPES = {
+    contract.BROKER: ["read:users", "read:users:groups"],
+    contract.RUNS: ["admin:servers", "access:servers", "read:users", "read:users:name", "users:activity"],
+    contract.VIEWER: ["read:users:groups", "read:users:name"],
+    contract.CULLER: ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+}
+
+
+class Values:
+    """Lookups in a values mapping; every default used is recorded in ``defaults``.
+
+    The recorded defaults are what the configurer assumes when a key is absent;
+    a test compares them with the chart's ``values.yaml``.
+    """
+
+    def __init__(self, values: Mapping):
+        if not isinstance(values, Mapping):
+            raise ValuesError(f"values must be a mapping, not {type(values).__name__}")
+        self.values = values
+        self.defaults: dict[str, Any] = {}
+
+    def __call__(self, key: str, default: Any = None) -> Any:
+        self.defaults.setdefault(key, default)
+        return copy.deepcopy(lookup(self.values, key, default))
+
+
+def banner_html(text: str | None) -> str:
+    """The home-page banner: labdeck's default (HTML), or an admin's text (escaped)."""
+    if text is None:
+        return DEFAULT_BANNER
+    return html.escape(text)
+
+
+def enabled_services(v: Values) -> list[str]:
+    """labdeck's HTTP services this configuration runs (the broker always)."""
+    names = [contract.BROKER]
+    for name in (contract.RUNS, contract.VIEWER):
+        if v(f"{name}.enabled", True):
+            names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------- sections
+
+
+def update_hub(c: Config, v: Values, mode: Mode) -> None:
+    hub = c.JupyterHub
+    hub.base_url = v("hub.baseUrl", "/")
+    if mode.public_bind_url:
+        hub.bind_url = mode.public_bind_url
+    hub.hub_bind_url = mode.hub_bind_url
+    if mode.hub_connect_url:
+        hub.hub_connect_url = mode.hub_connect_url
+    hub.cookie_secret = bytes.fromhex(mode.secrets["cookie_secret"])
+    db_type = v("hub.db.type", "sqlite-pvc")
+    hub.db_url = mode.db_url or {
+        "sqlite-pvc": "sqlite:////srv/jupyterhub/jupyterhub.sqlite",
+        "sqlite-memory": "sqlite://",
+        "url": v("hub.db.url", ""),
+    }[db_type]
+    if mode.pid_file:
+        hub.pid_file = mode.pid_file
+    # user servers (and the proxy) outlive a hub restart
+    hub.cleanup_servers = False
+    hub.cleanup_proxy = mode.cleanup_proxy
+    hub.active_server_limit = v("hub.activeServerLimit", 0)
+    hub.allow_named_servers = v("hub.namedServers.enabled", True)
+    # 3 interactive servers plus the runs service's per-user concurrency (2): a run is a named server
+    hub.named_server_limit_per_user = v("hub.namedServers.limitPerUser", 5)
+    hub.template_vars = {"announcement_home": banner_html(v("hub.banner", None))}
+
+
+def update_proxy(c: Config, v: Values, mode: Mode) -> None:
+    proxy = c.ConfigurableHTTPProxy
+    proxy.should_start = False
+    proxy.api_url = mode.proxy_api_url
+    proxy.auth_token = mode.secrets["proxy_token"]
+
+
+def update_auth(c: Config, v: Values, mode: Mode) -> None:
+    auth_type = v("auth.type", "generic-oauth")
+    if auth_type == "dev":
+        if v("auth.dev.enabledInsecureDevelopmentLogin", False) is not True:
+            raise ValuesError("auth.type dev needs auth.dev.enabledInsecureDevelopmentLogin: true")
+        c.JupyterHub.authenticator_class = "labdeck-dev"
+    elif auth_type == "generic-oauth":
+        # GenericOAuthenticator with labdeck's username rules (labdeck.hub.oidc)
+        c.JupyterHub.authenticator_class = "labdeck-oidc"
+        oauth = c.GenericOAuthenticator
+        for trait, key, default in (
+            ("client_id", "clientId", ""),
+            ("client_secret", "clientSecret", ""),
+            ("authorize_url", "authorizeUrl", ""),
+            ("token_url", "tokenUrl", ""),
+            ("userdata_url", "userdataUrl", ""),
+            ("oauth_callback_url", "callbackUrl", ""),
+            ("scope", "scope", ["openid", "profile", "email"]),
+            ("username_claim", "usernameClaim", "preferred_username"),
+            ("claim_groups_key", "groupsClaim", "groups"),
+            ("allowed_groups", "allowedGroups", []),
+            ("admin_groups", "adminGroups", []),
+            ("allow_all", "allowAll", False),
+            ("login_service", "loginService", "Single sign-on"),
+        ):
+            value = v(f"auth.oauth.{key}", default)
+            if value not in ("", None):
+                setattr(oauth, trait, value)
+        # JupyterHub groups follow the groups claim at each login
+        oauth.manage_groups = True
+    else:
+        raise ValuesError(f"auth.type must be 'generic-oauth' or 'dev', not {auth_type!r}")
+    c.Authenticator.admin_users = set(v("auth.adminUsers", []))
+
+
+def update_spawner(c: Config, v: Values, mode: Mode) -> None:
+    """The traits every backend shares (``Spawner`` and ``LabdeckSpawnerMixin`` sections)."""
+    c.JupyterHub.spawner_class = "labdeck-kube" if mode.backend == "kube" else "labdeck-local"
+    sp = c.Spawner
+    sp.default_url = v("singleuser.defaultUrl", "/lab")
+    for trait, key, default in (
+        ("cpu_limit", "singleuser.cpu.limit", 2),
+        ("cpu_guarantee", "singleuser.cpu.guarantee", 0.5),
+        ("mem_limit", "singleuser.memory.limit", "4G"),
+        ("mem_guarantee", "singleuser.memory.guarantee", "1G"),
+    ):
+        value = v(key, default)
+        if value is not None:
+            setattr(sp, trait, value)
+    sp.environment = dict(v("singleuser.extraEnv", {}))
+
+    mixin = c.LabdeckSpawnerMixin
+    mixin.broker_url = contract.service_url(mode.server_service_urls[contract.BROKER], contract.BROKER)
+    if contract.RUNS in mode.server_service_urls and contract.RUNS in enabled_services(v):
+        mixin.runs_url = contract.service_url(mode.server_service_urls[contract.RUNS], contract.RUNS)
+    mixin.aws_region = v("cloud.aws.region", contract.DEFAULT_REGION)
+    mixin.s3_bucket = v("cloud.aws.bucket", "")
+    mixin.aws_endpoint_url = v("cloud.aws.endpointUrl", "")
+    mixin.gcp_project = v("cloud.gcp.project", "")
+    mixin.bigquery_dataset_template = v("cloud.gcp.bigqueryDatasetTemplate", contract.DEFAULT_DATASET_TEMPLATE)
+    mixin.bigquery_emulator_host = v("cloud.gcp.bigqueryEmulatorHost", "")
+    profiles = v("singleuser.profiles", [])
+    if profiles:  # empty keeps labdeck's defaults (JupyterLab, JupyterLab with R, RStudio)
+        mixin.profiles = profiles
+    sizes = v("singleuser.sizes", [])
+    if sizes:
+        mixin.sizes = sizes
+    from labdeck.spawner.onboarding import default_onboarding_dir
+
+    extra = v("singleuser.onboardingDir", "")
+    # labdeck's welcome files first, then the admin's (which win for the same path)
+    mixin.onboarding_dirs = [default_onboarding_dir(), *([extra] if extra else [])]
+
+
+def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
+    c.LabdeckLocalProcessSpawner.homes_dir = mode.backend_settings["homes_dir"]
+
+
+def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
+    """KubeSpawner traits from ``singleuser.*``; ``mode.backend_settings`` says where the cluster is."""
+    b = mode.backend_settings
+    names = b.get("names") or {}
+    ks = c.KubeSpawner
+    ks.namespace = b["namespace"]
+    if names:
+        ks.common_labels = {
+            "app.kubernetes.io/name": v("Chart.Name", "labdeck"),
+            "app.kubernetes.io/instance": v("Release.Name", ""),
+            "app.kubernetes.io/managed-by": "kubespawner",
+        }
+        ks.extra_labels = {"app.kubernetes.io/component": "singleuser-server"}
+        # user pods get a ServiceAccount with no cloud role and no API token
+        ks.service_account = names["singleuser"]
+        if v("scheduling.podPriority.enabled", False):
+            ks.priority_class_name = names["user-priority"]
+    if b.get("hub_connect_url"):
+        ks.hub_connect_url = b["hub_connect_url"]
+    ks.automount_service_account_token = False
+    ks.allow_privilege_escalation = False
+    image = v("singleuser.image", {"name": "ghcr.io/labdeck/singleuser", "tag": "", "pullPolicy": "IfNotPresent"})
+    ks.image = b.get("image") or f"{image['name']}:{image.get('tag') or v('Chart.AppVersion', 'latest')}"
+    ks.image_pull_policy = image.get("pullPolicy") or "IfNotPresent"
+    ks.image_pull_secrets = v("imagePullSecrets", [])
+    ks.uid = v("singleuser.uid", 1000)
+    ks.fs_gid = v("singleuser.fsGid", 100)
+    ks.node_selector = v("singleuser.nodeSelector", {})
+    ks.ip = "0.0.0.0"
+    ks.port = contract.SINGLEUSER_PORT
+    # onboarding runs inside the pod (its home is a volume only the pod sees)
+    ks.cmd = ["labdeck-singleuser"]
+    args = server_args({"server_prefix": mode.server_prefix})
+    if b.get("allow_root"):
+        args.append("--allow-root")
+    ks.args = args
+    home = v("singleuser.storage.homeMountPath", contract.KUBE_HOME)
+    env = {**dict(v("singleuser.extraEnv", {})), "HOME": home}
+    if b.get("path"):
+        env["PATH"] = b["path"]
+    ks.environment = env
+    ks.working_dir = home
+    if v("singleuser.storage.type", "dynamic") == "dynamic":
+        ks.storage_pvc_ensure = True
+        ks.pvc_name_template = "claim-{user_server}"
+        ks.storage_capacity = b.get("storage_capacity") or v("singleuser.storage.capacity", "10Gi")
+        storage_class = v("singleuser.storage.storageClass", "")
+        if storage_class:
+            ks.storage_class = storage_class
+        ks.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+        ks.volume_mounts = [{"name": "home", "mountPath": home}]
+
+
+def update_performance(c: Config, v: Values, mode: Mode) -> None:
+    """Timeouts and limits derived from load (labdeck.hub.performance), the same in both modes."""
+    settings = {
+        "concurrent_spawn_limit": v("hub.concurrentSpawnLimit", 64),
+        "server_prefix": mode.server_prefix,
+    }
+    nice = v("singleuser.nice", 0)
+    if nice:
+        settings["server_nice"] = nice
+    perf = performance_config(settings)
+    start_timeout = v("singleuser.startTimeout", 600)
+    # an admin's longer bound wins; never shorter than the credential wait needs
+    perf.Spawner.start_timeout = max(int(start_timeout), perf.Spawner.start_timeout)
+    c.merge(perf)
+
+
+def culler_command(v: Values) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "jupyterhub_idle_culler",
+        f"--timeout={v('culler.timeout', 3600)}",
+        f"--cull-every={v('culler.every', 600)}",
+        f"--concurrency={v('culler.concurrency', 10)}",
+        f"--max-age={v('culler.maxAge', 0)}",
+    ]  # fmt: skip
+    if v("culler.removeNamedServers", False):
+        cmd.append("--remove-named-servers")
+    return cmd
+
+
+def update_services(c: Config, v: Values, mode: Mode) -> None:
+    """labdeck's services, the idle culler and their roles; users and servers may reach runs and viewer."""
+    services, roles = [], []
+    enabled = enabled_services(v)
+    for name in enabled:
+        if name not in mode.service_urls:
+            raise ValuesError(f"{name} is enabled but this mode has no address for it")
+        service = {"name": name, "url": mode.service_urls[name], "api_token": mode.secrets[f"{name}_token"]}
+        if name == contract.BROKER:
+            service["display"] = False
+        if name == contract.VIEWER:
+            service["oauth_no_confirm"] = True
+        services.append(service)
+        roles.append({"name": f"labdeck-{name}", "scopes": list(SERVICE_SCOPES[name]), "services": [name]})
+    for service, role in mode.extra_services:
+        services.append(dict(service))
+        if role:
+            roles.append(dict(role))
+    if v("culler.enabled", True):
+        services.append({"name": contract.CULLER, "command": culler_command(v)})
+        roles.append({"name": "labdeck-idle-culler", "scopes": list(SERVICE_SCOPES[contract.CULLER]), "services": [contract.CULLER]})
+    reachable = [f"access:services!service={n}" for n in enabled if n != contract.BROKER]
+    roles.append({"name": "user", "scopes": ["self", *reachable]})
+    server = ["users:activity!user", "access:servers!server"]
+    if contract.RUNS in enabled:
+        server.append(f"access:services!service={contract.RUNS}")
+    roles.append({"name": "server", "scopes": server})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def update_passthrough(c: Config, v: Values, mode: Mode) -> None:
+    """``hub.config``: Class → trait → value, applied after labdeck's own settings."""
+    passthrough = v("hub.config", {})
+    bad = check_config_sections(passthrough)
+    if bad:
+        raise ValuesError(f"hub.config sections must be configurable class names (CapitalCase): {', '.join(bad)}")
+    for section, traits in passthrough.items():
+        if not isinstance(traits, Mapping):
+            raise ValuesError(f"hub.config.{section} must be a mapping of trait names to values")
+        for trait, value in traits.items():
+            setattr(getattr(c, section), trait, value)
+
+
+def configure(values: Mapping, mode: Mode) -> Config:
+    """The hub's ``Config`` for ``values`` in ``mode``; ``values`` is not modified."""
+    return configure_with(Values(values), mode)
+
+
+def configure_with(v: Values, mode: Mode) -> Config:
+    c = Config()
+    update_hub(c, v, mode)
+    update_proxy(c, v, mode)
+    update_auth(c, v, mode)
+    update_spawner(c, v, mode)
+    update_performance(c, v, mode)
+    if mode.backend == "kube":
+        update_kube_backend(c, v, mode)
+    else:
+        update_local_backend(c, v, mode)
+    update_services(c, v, mode)
+    update_passthrough(c, v, mode)
+    return c
+
+
+def recorded_defaults(mode: Mode) -> dict[str, Any]:
+    """Every values key the configurer reads (in a kube ``mode``), with the default it assumes when absent."""
+    v = Values({})
+    configure_with(v, mode)
+    # the generic-oauth branch ran; the dev branch reads one more key
+    v("auth.dev.enabledInsecureDevelopmentLogin", False)
+    return dict(v.defaults)

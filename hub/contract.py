@@ -1,0 +1,107 @@
+"""labdeck's cross-process contract: names every process must agree on, defined once.
+
+Service names, the fixed ports of the in-cluster Services, URL routes,
+environment variable names and the data defaults (bucket, region, dataset
+template) are used by the hub config, the spawner, the broker, the runs and
+viewer services, the in-server client and the embedded default's runner.
+They are literals nowhere else in Python. Helm cannot import Python, so
+``tests/hub/test_contract.py`` checks the chart's defaults against this
+module.
+
+Pure constants and tiny pure helpers; no I/O, nothing read at import time.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- services
+#: the credential broker (labdeck.credentials)
+BROKER = "broker"
+#: parameterized runs and schedules (labdeck.runs.app)
+RUNS = "runs"
+#: read-only notebook viewer and shares (labdeck.runs.viewer)
+VIEWER = "viewer"
+#: jupyterhub-idle-culler, a hub-managed service in both modes
+CULLER = "idle-culler"
+#: the embedded default's runner (stops servers on shutdown, re-syncs proxy routes)
+SUPERVISOR = "labdeck-supervisor"
+
+#: labdeck's own HTTP services, in the order they are configured
+LABDECK_SERVICES = (BROKER, RUNS, VIEWER)
+
+# ---------------------------------------------------------------- fixed ports
+#: ports of the chart's Services and containers (the embedded default picks free
+#: loopback ports instead and records them in settings.json)
+HUB_PORT = 8081
+PROXY_API_PORT = 8001
+PROXY_HTTP_PORT = 8000
+SERVICE_PORTS = {BROKER: 8090, RUNS: 8095, VIEWER: 8096}
+#: where a user server listens inside its pod
+SINGLEUSER_PORT = 8888
+
+# ---------------------------------------------------------------- routes
+HEALTH_ROUTE = "health"
+METRICS_ROUTE = "metrics"
+
+
+def service_prefix(name: str) -> str:
+    """URL prefix of a hub service: ``/services/<name>/`` (JupyterHub's rule)."""
+    return f"/services/{name}/"
+
+
+def service_url(base: str, name: str) -> str:
+    """``base`` (``http://host:port``) joined with the service's prefix."""
+    return base.rstrip("/") + service_prefix(name)
+
+
+#: broker routes, relative to its prefix
+BROKER_AWS_ROUTE = "aws/credentials"
+BROKER_GCP_TOKEN_ROUTE = "gcp/token"
+#: runs service API, relative to its prefix
+RUNS_API_ROUTE = "api/runs"
+SCHEDULES_API_ROUTE = "api/schedules"
+#: viewer routes, relative to its prefix
+VIEWER_SHARES_API_ROUTE = "api/shares"
+VIEWER_SHARE_ROUTE = "s"
+VIEWER_VIEW_ROUTE = "view"
+
+# ---------------------------------------------------------------- data defaults
+DEFAULT_BUCKET = "labdeck-data"
+DEFAULT_REGION = "us-east-1"
+#: the user's own BigQuery dataset; ``{username}`` is the hub username
+DEFAULT_DATASET_TEMPLATE = "user_{username}"
+#: the GCP project of the embedded default's local BigQuery
+LOCAL_GCP_PROJECT = "labdeck-local"
+#: S3 key prefix of a user's home: ``home/<user>/``
+HOME_PREFIX = "home/"
+
+#: where the home volume is mounted in a Kubernetes user pod
+KUBE_HOME = "/home/jovyan"
+
+# ---------------------------------------------------------------- environment
+#: set in every user server by the spawner
+ENV_S3_HOME = "LABDECK_S3_HOME"
+ENV_S3_BUCKET = "LABDECK_S3_BUCKET"
+ENV_BROKER_URL = "LABDECK_BROKER_URL"
+ENV_RUNS_URL = "LABDECK_RUNS_URL"
+ENV_BQ_DATASET = "LABDECK_BQ_DATASET"
+ENV_PROFILE = "LABDECK_PROFILE"
+ENV_SIZE = "LABDECK_SIZE"
+ENV_ONBOARDING_DIRS = "LABDECK_ONBOARDING_DIRS"
+#: read by services and the runner
+ENV_STATE_DIR = "LABDECK_STATE_DIR"
+ENV_PROXY_URL = "LABDECK_PROXY_URL"
+ENV_VALUES_FILE = "LABDECK_VALUES_FILE"
+ENV_SECRET_DIR = "LABDECK_SECRET_DIR"
+#: ``labdeck run`` from outside a server
+ENV_URL = "LABDECK_URL"
+ENV_TOKEN = "LABDECK_TOKEN"
+
+
+def home_prefix(username: str) -> str:
+    """S3 key prefix of ``username``'s home (``home/<user>/``)."""
+    return f"{HOME_PREFIX}{username}/"
+
+
+def s3_home(bucket: str, username: str) -> str:
+    """``s3://<bucket>/home/<user>/``: the value of ``LABDECK_S3_HOME``."""
+    return f"s3://{bucket}/{home_prefix(username)}"

@@ -1,0 +1,152 @@
+"""The embedded default as a plan: settings in, ordered components out. Pure.
+
+Each :class:`Component` is a process (argv, environment) and the URL that
+says it is ready. :func:`plan` orders them so that **nothing a person can use
+is served before what a spawn needs is ready**: the local clouds and the
+credential broker start first, then the proxy and the hub (whose login page
+is the first thing the public port serves), then the runs and viewer
+services (they need the hub; a spawn does not need them).
+
+The runner (:mod:`labdeck.hub.local.runner`) starts them in this order,
+waits for each readiness URL and restarts what dies. Secrets reach
+processes through their environment or 0600 files, never their argv.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import contract
+
+HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
+
+#: start order; stopped in reverse
+ORDER = ("aws", "bigquery", "broker", "proxy", "hub", "runs", "viewer")
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    #: answers 200 (or 401: up, wants a token) when the component is ready
+    ready_url: str | None = None
+    proc: object = None
+    restarts: list[float] = field(default_factory=list)
+
+
+def service_env(settings: Mapping, name: str, token: str) -> dict[str, str]:
+    """What JupyterHub gives a service it manages, for a service the runner starts itself."""
+    prefix = contract.service_prefix(name)
+    return {
+        "JUPYTERHUB_API_TOKEN": token,
+        "JUPYTERHUB_API_URL": f"http://127.0.0.1:{settings['hub_port']}/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_NAME": name,
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_CLIENT_ID": f"service-{name}",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+    }
+
+
+def public_url(settings: Mapping) -> str:
+    return f"{settings.get('public_scheme', 'http')}://127.0.0.1:{settings['public_port']}"
+
+
+def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str], base_env: Mapping[str, str]) -> dict[str, Component]:
+    """The components of the embedded default, in :data:`ORDER`.
+
+    Parameters
+    ----------
+    settings : mapping
+        ``settings.json`` (ports, bucket, region, endpoints, optional ``kube``).
+    secrets : mapping
+        Secret values the processes need in their environment: ``proxy_token``,
+        ``broker_token``, ``runs_token``, ``viewer_token``, ``dev_password``.
+    paths : mapping
+        ``state``, ``chp``, ``bigquery_data``, ``bigquery_key``,
+        ``broker_config``, ``broker_aws_credentials``, ``viewer_aws_credentials``.
+    base_env : mapping
+        The environment every component starts from.
+    """
+    s = settings
+    py = sys.executable
+    base = dict(base_env)
+    public = public_url(s)
+    broker_base = f"http://127.0.0.1:{s['broker_port']}"
+    components = {
+        "aws": Component(
+            "aws",
+            [py, "-m", "labdeck.emulators.aws", "--port", str(s["aws_port"])],
+            {**base, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
+            ready_url=f"{s['aws_endpoint']}/moto-api/",
+        ),
+        "bigquery": Component(
+            "bigquery",
+            [
+                py, "-m", "labdeck.emulators.bigquery",
+                "--port", str(s["bq_port"]),
+                "--bind", "127.0.0.1",
+                "--data-dir", paths["bigquery_data"],
+                "--key-file", paths["bigquery_key"],
+                "--project", s["gcp_project"],
+                "--seed",
+            ],  # fmt: skip
+            base,
+            ready_url=f"{s['bq_endpoint']}/bigquery/v2/projects/{s['gcp_project']}/datasets",
+        ),
+        # before the hub: a spawn in the first second after the login page answers needs it
+        "broker": Component(
+            "broker",
+            [py, "-m", "labdeck.hub.cli", "broker", "--config", paths["broker_config"]],
+            {
+                **base,
+                **service_env(s, contract.BROKER, secrets["broker_token"]),
+                "AWS_SHARED_CREDENTIALS_FILE": paths["broker_aws_credentials"],
+                "AWS_ENDPOINT_URL": s["aws_endpoint"],
+            },
+            ready_url=contract.service_url(broker_base, contract.BROKER) + contract.HEALTH_ROUTE,
+        ),
+        "proxy": Component("proxy", proxy_argv(s, paths["chp"]), {**base, "CONFIGPROXY_AUTH_TOKEN": secrets["proxy_token"]}),
+        "hub": Component(
+            "hub",
+            [py, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
+            {**base, "LABDECK_DEV_PASSWORD": secrets.get("dev_password", ""), **kube_hub_env(s)},
+            ready_url=f"{public}/hub/health",
+        ),
+    }
+    for name, module, app in ((contract.RUNS, "app", "RunsApp"), (contract.VIEWER, "viewer", "ViewerApp")):
+        if not s.get(f"{name}_port"):
+            continue
+        env = {**base, **service_env(s, name, secrets[f"{name}_token"]), contract.ENV_PROXY_URL: public}
+        if name == contract.VIEWER:
+            env["AWS_SHARED_CREDENTIALS_FILE"] = paths["viewer_aws_credentials"]
+            env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
+            env["AWS_DEFAULT_REGION"] = s["region"]
+        argv = [py, "-m", f"labdeck.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
+        # ready through the proxy: the hub adds a service's route only once it sees it up
+        components[name] = Component(name, argv, env, ready_url=contract.service_url(public, name) + contract.HEALTH_ROUTE)
+    return components
+
+
+def proxy_argv(s: Mapping, chp: str) -> list[str]:
+    hub = f"http://127.0.0.1:{s['hub_port']}"
+    argv = [
+        chp,
+        "--ip", "127.0.0.1",
+        "--port", str(s["public_port"]),
+        "--api-ip", "127.0.0.1",
+        "--api-port", str(s["proxy_api_port"]),
+        "--default-target", hub,
+        "--error-target", f"{hub}/hub/error",
+    ]  # fmt: skip
+    return argv
+
+
+def kube_hub_env(settings: Mapping) -> dict[str, str]:
+    """``KUBECONFIG`` for the hub process only (kubernetes_asyncio reads it at import)."""
+    kube = settings.get("kube")
+    return {"KUBECONFIG": kube["kubeconfig"]} if kube else {}

@@ -1,0 +1,163 @@
+"""What differs between labdeck's two modes, and nothing else.
+
+The configurer (:mod:`labdeck.hub.configurer`) turns one values mapping into
+hub config for both the chart and the embedded default. Everything it cannot
+take from the values comes from a :class:`Mode`: where the processes are
+(addresses), where secrets come from, which spawner backend runs servers and
+which services only one mode runs. :data:`MODE_TABLE` names every config key
+that may therefore differ between a chart render and the embedded default
+given the same values, and why; ``tests/hub/test_parity.py`` fails on any
+other difference.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import contract
+
+#: config key (``Section.trait``, or ``services[<name>].<key>``) → why it differs by mode
+MODE_TABLE: dict[str, str] = {
+    # -- backend: local processes or pods
+    "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
+    "LabdeckLocalProcessSpawner.*": "backend: local homes directory (only the local backend has one)",
+    "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",
+    "Spawner.cmd": "backend: a pod runs labdeck-singleuser (onboarding inside the pod); locally the hub copies the welcome files",
+    "Spawner.args": "backend: server options name the environment's prefix (this venv locally, the image's /usr/local on Kubernetes)",
+    # -- addresses
+    "JupyterHub.bind_url": "addresses: the embedded default binds 127.0.0.1:<port>; on Kubernetes the proxy Service is the public address",
+    "JupyterHub.hub_bind_url": "addresses: loopback port locally, every interface of the hub pod on Kubernetes",
+    "JupyterHub.hub_connect_url": "addresses: the hub Service name on Kubernetes",
+    "ConfigurableHTTPProxy.api_url": "addresses: loopback port locally, the proxy-api Service on Kubernetes",
+    "LabdeckSpawnerMixin.broker_url": "addresses: the broker as a user server reaches it",
+    "LabdeckSpawnerMixin.runs_url": "addresses: the runs service as a user server reaches it",
+    "services[*].url": "addresses: where the hub reaches each service",
+    "JupyterHub.db_url": "state: a sqlite file in the state directory locally; hub.db on Kubernetes",
+    "JupyterHub.pid_file": "state: the runner's pid files live in the state directory",
+    "JupyterHub.cleanup_proxy": "how services run: the runner owns the proxy process locally; on Kubernetes the proxy is its own Deployment",
+    # -- secrets
+    "JupyterHub.cookie_secret": "secrets: 0600 files of the state directory locally, the hub Secret on Kubernetes",
+    "ConfigurableHTTPProxy.auth_token": "secrets: as above",
+    "services[*].api_token": "secrets: as above",
+    # -- services only one mode runs
+    f"services[{contract.SUPERVISOR}]": "how services run: the runner (stops servers on shutdown, re-syncs routes) exists only locally",
+    f"load_roles[{contract.SUPERVISOR}]": "how services run: the runner's role",
+    # -- the embedded default's own clouds
+    "LabdeckSpawnerMixin.aws_endpoint_url": "local clouds: the embedded default always runs its moto endpoint",
+    "LabdeckSpawnerMixin.bigquery_emulator_host": "local clouds: the embedded default always runs its BigQuery endpoint",
+    "LabdeckSpawnerMixin.gcp_project": "local clouds: the embedded default's BigQuery project is labdeck-local",
+    "LabdeckSpawnerMixin.s3_bucket": "local clouds: the embedded default's bucket is LABDECK_BUCKET (default labdeck-data) when values name none",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """The mode-specific inputs of :func:`labdeck.hub.configurer.configure`.
+
+    Build one with :func:`local_mode` or :func:`kube_mode`; every field is a
+    plain value so configs can be compared in tests.
+    """
+
+    name: str
+    #: "local" (LocalProcessSpawner) or "kube" (KubeSpawner)
+    backend: str
+    hub_bind_url: str
+    proxy_api_url: str
+    #: service name → URL where the hub (and the proxy) reach it
+    service_urls: Mapping[str, str]
+    #: service name → URL where a user server reaches it (defaults to service_urls)
+    server_service_urls: Mapping[str, str]
+    #: cookie_secret (hex), proxy_token, and ``<service>_token`` per service
+    secrets: Mapping[str, str]
+    public_bind_url: str = ""
+    hub_connect_url: str = ""
+    db_url: str = ""
+    pid_file: str = ""
+    #: JupyterHub.cleanup_proxy (the runner owns the proxy locally)
+    cleanup_proxy: bool = True
+    #: services only this mode runs: name → (service dict, role dict or None)
+    extra_services: tuple = ()
+    #: prefix of the environment user servers run in (server args name it)
+    server_prefix: str = sys.prefix
+    #: backend-specific inputs (local: homes_dir; kube: namespace, names, path, allow_root …)
+    backend_settings: Mapping = field(default_factory=dict)
+
+
+def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
+    """The embedded default: every process on 127.0.0.1 ports recorded in ``settings``."""
+    state = settings["state_dir"]
+    services = {contract.BROKER: f"http://127.0.0.1:{settings['broker_port']}"}
+    for name in (contract.RUNS, contract.VIEWER):
+        if settings.get(f"{name}_port"):
+            services[name] = f"http://127.0.0.1:{settings[name + '_port']}"
+    kube = settings.get("kube")
+    supervisor = (
+        {"name": contract.SUPERVISOR, "api_token": secrets.get("supervisor_token", "")},
+        {
+            "name": contract.SUPERVISOR,
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users", "proxy"],
+            "services": [contract.SUPERVISOR],
+        },
+    )
+    backend_settings = {"homes_dir": f"{state}/homes"}
+    if kube:
+        backend_settings = {**kube, "hub_connect_url": f"http://127.0.0.1:{settings['hub_port']}"}
+    return Mode(
+        name="local",
+        backend="kube" if kube else "local",
+        public_bind_url=f"{settings.get('public_scheme', 'http')}://127.0.0.1:{settings['public_port']}",
+        hub_bind_url=f"http://127.0.0.1:{settings['hub_port']}",
+        proxy_api_url=f"http://127.0.0.1:{settings['proxy_api_port']}",
+        service_urls=services,
+        server_service_urls=services,
+        secrets=secrets,
+        db_url=f"sqlite:///{state}/jupyterhub.sqlite",
+        pid_file=f"{state}/run/hub.pid",
+        cleanup_proxy=False,
+        extra_services=(supervisor,),
+        server_prefix=settings.get("server_prefix") or sys.prefix,
+        backend_settings=backend_settings,
+    )
+
+
+def kube_mode(names: Mapping[str, str], secrets: Mapping[str, str], namespace: str, db_url: str = "") -> Mode:
+    """The chart: every component behind a Service named by the chart (``names``)."""
+    services = {
+        name: f"http://{names[name]}:{contract.SERVICE_PORTS[name]}" for name in contract.LABDECK_SERVICES if name in names
+    }
+    return Mode(
+        name="kube",
+        backend="kube",
+        hub_bind_url=f"http://:{contract.HUB_PORT}",
+        hub_connect_url=f"http://{names['hub']}:{contract.HUB_PORT}",
+        proxy_api_url=f"http://{names['proxy-api']}:{contract.PROXY_API_PORT}",
+        service_urls=services,
+        server_service_urls=services,
+        secrets=secrets,
+        db_url=db_url,
+        server_prefix="/usr/local",
+        backend_settings={"namespace": namespace, "names": dict(names)},
+    )
+
+
+#: generated secrets of the chart (keys of the hub Secret) → Mode.secrets keys
+CHART_SECRETS = {
+    "hub.cookie-secret": "cookie_secret",
+    "proxy.token": "proxy_token",
+    f"{contract.BROKER}.api-token": f"{contract.BROKER}_token",
+    f"{contract.RUNS}.api-token": f"{contract.RUNS}_token",
+    f"{contract.VIEWER}.api-token": f"{contract.VIEWER}_token",
+}
+
+
+def chart_mode(values: Mapping, read_secret) -> Mode:
+    """:func:`kube_mode` for the chart's mounted values; ``read_secret(key, default)`` reads the hub Secret."""
+    from .values import ValuesError, lookup
+
+    names = lookup(values, "Names", {})
+    if not isinstance(names, Mapping) or "hub" not in names:
+        raise ValuesError("the values file has no Names: it was not written by the labdeck chart")
+    secrets = {mode_key: read_secret(key, "") for key, mode_key in CHART_SECRETS.items()}
+    return kube_mode(names, secrets, namespace=lookup(values, "Release.Namespace", "default"))
