@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_main(argv[1:])
     args, rest = parser.parse_known_args(argv)
     if args.command == "up":
-        from .supervisor import Supervisor
+        from .local.runner import Supervisor
 
         return Supervisor().run()
     if args.command == "broker":

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from . import contract
 
-#: config key (``Section.trait``, or ``services[<name>].<key>``) → why it differs by mode
+#: config key (``Section.trait``, or ``services[<name>].<key>``; ``*`` matches anything) → why it
+#: may differ between the chart and the embedded default given the same values
 MODE_TABLE: dict[str, str] = {
     # -- backend: local processes or pods
     "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
@@ -48,7 +49,14 @@ MODE_TABLE: dict[str, str] = {
     "LabdeckSpawnerMixin.aws_endpoint_url": "local clouds: the embedded default always runs its moto endpoint",
     "LabdeckSpawnerMixin.bigquery_emulator_host": "local clouds: the embedded default always runs its BigQuery endpoint",
     "LabdeckSpawnerMixin.gcp_project": "local clouds: the embedded default's BigQuery project is labdeck-local",
-    "LabdeckSpawnerMixin.s3_bucket": "local clouds: the embedded default's bucket is LABDECK_BUCKET (default labdeck-data) when values name none",
+    "LabdeckSpawnerMixin.s3_bucket": "local clouds: its S3 always has a bucket: the values' one, else LABDECK_BUCKET or labdeck-data",
+}
+
+#: differences only when *no* values are given: what the embedded default is on a laptop
+#: (the same rows stop applying once an admin's values file names them)
+EMBEDDED_DEFAULTS_TABLE: dict[str, str] = {
+    "JupyterHub.authenticator_class": "login: with no auth in the values, a laptop uses the dev login (no identity provider); the chart requires one",
+    "GenericOAuthenticator.*": "login: as above",
 }
 
 

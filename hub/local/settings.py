@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import contract
 from ..usernames import InvalidUsername, check_username, normalize_username
+from ..values import ValuesError, lookup
 
 
 class SettingsError(Exception):
@@ -69,7 +70,7 @@ def load_profiles_file(path: str) -> list[dict]:
 
 def load_values_file(path: str) -> dict:
     """``LABDECK_VALUES_FILE``: an admin's values in the chart's format (a subset is fine)."""
-    from ..values import ValuesError, parse_values
+    from ..values import parse_values
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -115,9 +116,15 @@ def env_settings(env: Mapping[str, str]) -> dict:
     ttl = int(env.get("LABDECK_CREDENTIAL_TTL") or 3600)
     if ttl < 5:
         raise SettingsError("LABDECK_CREDENTIAL_TTL must be at least 5 seconds (default 3600)")
+    values = load_values_file(env[contract.ENV_VALUES_FILE]) if env.get(contract.ENV_VALUES_FILE) else {}
+    try:
+        bucket, region = lookup(values, "cloud.aws.bucket", ""), lookup(values, "cloud.aws.region", "")
+    except ValuesError as e:
+        raise SettingsError(f"LABDECK_VALUES_FILE: {e}") from None
     settings = {
-        "bucket": env.get("LABDECK_BUCKET") or contract.DEFAULT_BUCKET,
-        "region": contract.DEFAULT_REGION,
+        # the local S3 holds the bucket the values name (LABDECK_BUCKET wins)
+        "bucket": env.get("LABDECK_BUCKET") or bucket or contract.DEFAULT_BUCKET,
+        "region": region or contract.DEFAULT_REGION,
         "gcp_project": contract.LOCAL_GCP_PROJECT,
         "admin_users": parse_admin_users(env.get("LABDECK_ADMIN_USERS", "")),
         "credential_ttl": ttl,
@@ -126,8 +133,8 @@ def env_settings(env: Mapping[str, str]) -> dict:
         settings["banner"] = env["LABDECK_BANNER"]
     if env.get("LABDECK_PROFILES_FILE"):
         settings["profiles"] = load_profiles_file(env["LABDECK_PROFILES_FILE"])
-    if env.get(contract.ENV_VALUES_FILE):
-        settings["values"] = load_values_file(env[contract.ENV_VALUES_FILE])
+    if values:
+        settings["values"] = values
     kube = kube_settings(env)
     if kube:
         settings["kube"] = kube

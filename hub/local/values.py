@@ -5,10 +5,12 @@ configurer (:mod:`labdeck.hub.configurer`) serves both modes. The layers, each
 overriding the one before:
 
 1. the chart's defaults (the configurer's defaults, equal to ``values.yaml``);
-2. what an embedded default always is (:func:`embedded_defaults`): a login
-   that needs no identity provider, and its own local clouds;
+2. what an embedded default is when nothing says otherwise
+   (:func:`embedded_defaults`): a login that needs no identity provider;
 3. an admin's values file (``LABDECK_VALUES_FILE``, the chart's format);
-4. ``LABDECK_*`` environment variables, already resolved into ``settings`` by the runner.
+4. ``LABDECK_*`` environment variables, already resolved into ``settings`` by the runner;
+5. its own local clouds (:func:`local_clouds`), always: the embedded default
+   runs moto and the local BigQuery endpoint, whatever the values say.
 
 Pure: settings in, a new dict out.
 """
@@ -33,12 +35,20 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 
 
 def embedded_defaults(settings: Mapping) -> dict:
-    """Layer 2: the dev login and the local clouds (moto, the local BigQuery endpoint)."""
+    """Layer 2: the dev login."""
+    return {"auth": {"type": "dev", "dev": {"enabledInsecureDevelopmentLogin": True}}}
+
+
+def local_clouds(settings: Mapping) -> dict:
+    """Layer 5: the local clouds (moto, the local BigQuery endpoint) and their bucket and region."""
     return {
-        "auth": {"type": "dev", "dev": {"enabledInsecureDevelopmentLogin": True}},
         "cloud": {
             "providers": ["local-aws", "local-gcp"],
-            "aws": {"region": settings.get("region", contract.DEFAULT_REGION), "endpointUrl": settings["aws_endpoint"]},
+            "aws": {
+                "region": settings.get("region", contract.DEFAULT_REGION),
+                "bucket": settings.get("bucket", contract.DEFAULT_BUCKET),
+                "endpointUrl": settings["aws_endpoint"],
+            },
             "gcp": {
                 "project": settings.get("gcp_project", contract.LOCAL_GCP_PROJECT),
                 "bigqueryEmulatorHost": settings.get("bq_endpoint", ""),
@@ -49,7 +59,7 @@ def embedded_defaults(settings: Mapping) -> dict:
 
 def settings_values(settings: Mapping) -> dict:
     """Layer 4: what ``LABDECK_*`` variables set (the runner put them in ``settings``)."""
-    out: dict = {"cloud": {"aws": {"bucket": settings.get("bucket", contract.DEFAULT_BUCKET)}}}
+    out: dict = {}
     if settings.get("admin_users"):
         out["auth"] = {"adminUsers": list(settings["admin_users"])}
     hub: dict = {}
@@ -71,7 +81,16 @@ def settings_values(settings: Mapping) -> dict:
     return out
 
 
+def names_auth(values: Mapping) -> bool:
+    """True if an admin's values configure the login (then layer 2 does not apply to it)."""
+    auth = values.get("auth")
+    return isinstance(auth, Mapping) and bool(auth.get("type") or auth.get("oauth"))
+
+
 def local_values(settings: Mapping) -> dict:
-    """All four layers merged (see the module docstring)."""
-    values = deep_merge(embedded_defaults(settings), settings.get("values") or {})
-    return deep_merge(values, settings_values(settings))
+    """Layers 2-5 merged (see the module docstring); the configurer supplies layer 1."""
+    admin = settings.get("values") or {}
+    defaults = {} if names_auth(admin) else embedded_defaults(settings)
+    values = deep_merge(defaults, admin)
+    values = deep_merge(values, settings_values(settings))
+    return deep_merge(values, local_clouds(settings))
