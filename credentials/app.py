@@ -22,6 +22,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Dict, Integer, List, Unicode, validate
 
+from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
 from .cache import CredentialCache
@@ -52,8 +53,8 @@ class BrokerApp(LabdeckServiceApp):
     name = "labdeck-broker"
     description = __doc__
 
-    default_port = 8090
-    default_prefix = "/services/broker/"
+    default_port = contract.SERVICE_PORTS[contract.BROKER]
+    default_prefix = contract.service_prefix(contract.BROKER)
 
     providers = List(
         Unicode(),

@@ -20,6 +20,8 @@ import time
 import urllib.error
 import urllib.request
 
+from labdeck.hub import contract
+
 TIMEOUT_S = 10
 #: a broker that answers with a 5xx is asked this many times
 RETRIES = 3
@@ -36,7 +38,7 @@ class ClientError(Exception):
 
 def fetch(provider: str, *, broker_url: str | None = None, token: str | None = None) -> dict:
     """Fetch credentials for ``provider`` from the broker and return the decoded JSON."""
-    broker_url = broker_url or os.environ.get("LABDECK_BROKER_URL", "")
+    broker_url = broker_url or os.environ.get(contract.ENV_BROKER_URL, "")
     token = token or os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not broker_url:
         raise ClientError("LABDECK_BROKER_URL is not set: this server was not started by labdeck")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from jupyterhub.slugs import safe_slug
 
+from labdeck.hub import contract
+
 from .grants import Grants
 
 IAM_CREDENTIALS_URL = "https://iamcredentials.googleapis.com"
@@ -15,7 +17,7 @@ TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
-def user_dataset(username: str, template: str = "user_{username}") -> str:
+def user_dataset(username: str, template: str = contract.DEFAULT_DATASET_TEMPLATE) -> str:
     """The user's own dataset id (letters, digits, underscores; collision-free)."""
     return template.format(username=safe_slug(username, max_length=1000).replace("-", "_"))
 

@@ -16,6 +16,7 @@ import os
 from tornado import web
 from traitlets import Float, Integer, Unicode, default
 
+from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
 from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, SchedulesHandler
@@ -30,8 +31,8 @@ class RunsApp(LabdeckServiceApp):
     name = "labdeck-runs"
     description = __doc__
 
-    default_port = 8095
-    default_prefix = "/services/runs/"
+    default_port = contract.SERVICE_PORTS[contract.RUNS]
+    default_prefix = contract.service_prefix(contract.RUNS)
 
     db_path = Unicode(
         config=True,
@@ -49,7 +50,7 @@ class RunsApp(LabdeckServiceApp):
         return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "runs.sqlite")
 
     bucket = Unicode(
-        "labdeck-data",
+        contract.DEFAULT_BUCKET,
         config=True,
         help="""Bucket of the users' homes; outputs go to ``home/<user>/runs/...`` in it.
 
@@ -70,7 +71,7 @@ class RunsApp(LabdeckServiceApp):
 
     @default("proxy_url")
     def _proxy_url_default(self):
-        return os.environ.get("LABDECK_PROXY_URL", "http://127.0.0.1:8000")
+        return os.environ.get(contract.ENV_PROXY_URL, f"http://127.0.0.1:{contract.PROXY_HTTP_PORT}")
 
     per_user_limit = Integer(
         2,
@@ -147,7 +148,7 @@ class RunsApp(LabdeckServiceApp):
         self.log.setLevel(logging.INFO)
         self.store = RunStore(self.db_path)
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        api_url = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+        api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{contract.HUB_PORT}/hub/api")
         launcher = HubLauncher(api_url, self.proxy_url, token, self.log)
         self.scheduler = Scheduler(
             self.store, launcher, bucket=self.bucket, per_user_limit=self.per_user_limit,

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from labdeck.hub import contract
+
 from .params import InvalidParameters, parse_cli_parameters
 
 FINISHED = ("succeeded", "failed", "timed_out")
@@ -31,18 +33,18 @@ class ClientError(Exception):
 
 
 def service_url(env) -> str:
-    if env.get("LABDECK_RUNS_URL"):
-        return env["LABDECK_RUNS_URL"].rstrip("/") + "/"
-    base = env.get("LABDECK_URL")
+    if env.get(contract.ENV_RUNS_URL):
+        return env[contract.ENV_RUNS_URL].rstrip("/") + "/"
+    base = env.get(contract.ENV_URL)
     if not base and env.get("JUPYTERHUB_PUBLIC_HUB_URL"):
         base = env["JUPYTERHUB_PUBLIC_HUB_URL"].rstrip("/").removesuffix("/hub")
     if not base:
         raise ClientError("Set LABDECK_URL to the hub's URL (e.g. http://127.0.0.1:8000) or LABDECK_RUNS_URL")
-    return base.rstrip("/") + "/services/runs/"
+    return contract.service_url(base, contract.RUNS)
 
 
 def token_from(env) -> str:
-    token = env.get("LABDECK_TOKEN") or env.get("JUPYTERHUB_API_TOKEN")
+    token = env.get(contract.ENV_TOKEN) or env.get("JUPYTERHUB_API_TOKEN")
     if not token:
         raise ClientError("Set LABDECK_TOKEN to a JupyterHub API token (create one at /hub/token)")
     return token

@@ -31,7 +31,8 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Integer, Unicode, default
 
-from labdeck.hub.service import JSONErrorsMixin, LabdeckServiceApp
+from labdeck.hub import contract
+from labdeck.hub.service import JSONErrorsMixin, LabdeckServiceApp, TokenAuthMixin
 
 from .paths import InvalidPath, home_prefix, validate_home_key
 from .render import SECURITY_HEADERS, render_html
@@ -39,15 +40,12 @@ from .shares import InvalidShare, Share, can_view, looks_like_share_id, new_shar
 from .store import ShareStore
 
 
-class ViewerHandler(JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
+class ViewerHandler(TokenAuthMixin, JSONErrorsMixin, HubOAuthenticated, web.RequestHandler):
+    """Pages and API: a header token (the shared check) or the viewer's OAuth cookie."""
+
     @property
     def viewer(self) -> "ViewerApp":
         return self.settings["viewer"]
-
-    def get_current_user(self):
-        if "token" in self.request.query_arguments:
-            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
-        return super().get_current_user()
 
     @property
     def user_name(self) -> str:
@@ -153,8 +151,8 @@ class ViewerApp(LabdeckServiceApp):
     name = "labdeck-viewer"
     description = __doc__
 
-    default_port = 8096
-    default_prefix = "/services/viewer/"
+    default_port = contract.SERVICE_PORTS[contract.VIEWER]
+    default_prefix = contract.service_prefix(contract.VIEWER)
 
     db_path = Unicode(
         config=True,
@@ -171,7 +169,7 @@ class ViewerApp(LabdeckServiceApp):
         return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "shares.sqlite")
 
     bucket = Unicode(
-        "labdeck-data",
+        contract.DEFAULT_BUCKET,
         config=True,
         help="""Bucket of the users' homes (``home/<user>/``).
 
@@ -199,7 +197,7 @@ class ViewerApp(LabdeckServiceApp):
         self.log.setLevel(logging.INFO)
         self.shares = ShareStore(self.db_path)
         self._s3 = None
-        self.api_url = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api").rstrip("/")
+        self.api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{contract.HUB_PORT}/hub/api").rstrip("/")
         self._token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     @property

@@ -11,12 +11,14 @@ from __future__ import annotations
 import posixpath
 import shlex
 
+from labdeck.hub import contract
+
 #: file names inside the server's labdeck config directory
 AWS_CONFIG = "aws_config"
 GCP_CREDENTIALS = "gcp_credentials.json"
 
 
-def bigquery_dataset(username: str, template: str = "user_{username}") -> str:
+def bigquery_dataset(username: str, template: str = contract.DEFAULT_DATASET_TEMPLATE) -> str:
     """The user's own BigQuery dataset: letters, digits and underscores only, collision-free."""
     from labdeck.credentials.gcp_requests import user_dataset
 
@@ -101,7 +103,7 @@ def server_env(
         ``JUPYTERHUB_API_TOKEN``, which JupyterHub sets.
     """
     env = {
-        "LABDECK_BROKER_URL": broker_url,
+        contract.ENV_BROKER_URL: broker_url,
         "AWS_CONFIG_FILE": posixpath.join(files_dir, AWS_CONFIG),
         "AWS_DEFAULT_REGION": aws_region,
         "AWS_REGION": aws_region,
@@ -109,15 +111,15 @@ def server_env(
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     if s3_bucket:
-        env["LABDECK_S3_BUCKET"] = s3_bucket
-        env["LABDECK_S3_HOME"] = f"s3://{s3_bucket}/home/{username}/"
+        env[contract.ENV_S3_BUCKET] = s3_bucket
+        env[contract.ENV_S3_HOME] = contract.s3_home(s3_bucket, username)
     if aws_endpoint_url:
         env["AWS_ENDPOINT_URL"] = aws_endpoint_url
     if gcp_project:
         env["GOOGLE_CLOUD_PROJECT"] = gcp_project
         env["GOOGLE_APPLICATION_CREDENTIALS"] = posixpath.join(files_dir, GCP_CREDENTIALS)
         env["GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES"] = "1"
-        env["LABDECK_BQ_DATASET"] = bq_dataset
+        env[contract.ENV_BQ_DATASET] = bq_dataset
     if bigquery_emulator_host:
         env["BIGQUERY_EMULATOR_HOST"] = bigquery_emulator_host
     return env

@@ -27,6 +27,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Bool, Dict, Float, List, Unicode, default, validate
 from traitlets.config import Configurable
 
+from labdeck.hub import contract
+
 from . import builders, profiles
 
 
@@ -94,7 +96,7 @@ class LabdeckSpawnerMixin(Configurable):
     )
 
     bigquery_dataset_template = Unicode(
-        "user_{username}",
+        contract.DEFAULT_DATASET_TEMPLATE,
         config=True,
         help="""The user's own dataset (``LABDECK_BQ_DATASET``); must match the broker's ``GCPProvider.dataset_template``.
 

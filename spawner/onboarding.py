@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from labdeck.hub import contract
 
 def default_onboarding_dir() -> str:
     return str(Path(__file__).resolve().parent / "welcome")
@@ -55,7 +56,7 @@ def copy_missing(sources: list[str], home: str) -> list[str]:
 def main(argv=None) -> int:
     """``labdeck-onboard [DIR ...]``: copy onboarding files into $HOME (pods run this before the server)."""
     argv = sys.argv[1:] if argv is None else argv
-    sources = argv or os.environ.get("LABDECK_ONBOARDING_DIRS", default_onboarding_dir()).split(os.pathsep)
+    sources = argv or os.environ.get(contract.ENV_ONBOARDING_DIRS, default_onboarding_dir()).split(os.pathsep)
     copied = copy_missing(sources, os.environ.get("HOME", os.getcwd()))
     for rel in copied:
         print(f"labdeck: added {rel} to your home")

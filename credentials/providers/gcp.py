@@ -18,6 +18,8 @@ import os
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import List, Unicode, default
 
+from labdeck.hub import contract
+
 from .. import gcp_requests
 from ..grants import Grants
 from .base import CredentialProvider, Identity, IssuedCredential, UpstreamError
@@ -45,7 +47,7 @@ class GCPProvider(CredentialProvider):
     )
 
     dataset_template = Unicode(
-        "user_{username}",
+        contract.DEFAULT_DATASET_TEMPLATE,
         config=True,
         help="""Name of each user's own BigQuery dataset (``{username}`` is an escaped, collision-free slug).
 

@@ -5,6 +5,7 @@ Thin wiring: reads the same mounted values as the hub through
 ``JUPYTERHUB_API_TOKEN`` (from the hub Secret), never through this file.
 """
 
+from labdeck.hub import contract
 from labdeck.hub import values as v
 
 c = get_config()  # noqa: F821 - provided by traitlets when the broker loads this file
@@ -12,8 +13,8 @@ get, setif = v.get_config, v.set_config_if_not_none
 
 # ---- the service ----------------------------------------------------------------
 c.BrokerApp.ip = "0.0.0.0"
-c.BrokerApp.port = 8090
-c.BrokerApp.base_url = "/services/broker/"
+c.BrokerApp.port = contract.SERVICE_PORTS[contract.BROKER]
+c.BrokerApp.base_url = contract.service_prefix(contract.BROKER)
 c.BrokerApp.providers = get("cloud.providers", [])
 c.BrokerApp.grants = {k: val for k, val in get("broker.grants", {}).items() if val}
 
