@@ -43,6 +43,20 @@ def _broker_client() -> AsyncHTTPClient:
     return _BROKER_CLIENT
 
 
+def _broker_may_come_back(error: BaseException) -> bool:
+    """A refused or reset connection, or a name not resolvable yet: a broker (re)starting.
+
+    A timeout is not retried: the request already waited ``credential_timeout``.
+    """
+    import socket
+
+    from tornado.httpclient import HTTPClientError
+
+    if isinstance(error, HTTPClientError):  # 599: tornado's own timeout
+        return False
+    return isinstance(error, (ConnectionRefusedError, ConnectionResetError, socket.gaierror, BrokenPipeError))
+
+
 class LabdeckSpawnerMixin(Configurable):
     """Credential wiring, onboarding and progress for labdeck user servers."""
 
@@ -152,6 +166,9 @@ class LabdeckSpawnerMixin(Configurable):
         30,
         config=True,
         help="""Seconds to wait for the broker during a spawn before failing it.
+
+        This includes waiting for a broker that refuses connections because it is
+        (re)starting: the spawn retries until the broker answers or the time is up.
 
         .. versionadded:: 0.1
         """,
@@ -412,11 +429,23 @@ class LabdeckSpawnerMixin(Configurable):
             connect_timeout=self.credential_timeout,
             request_timeout=self.credential_timeout,
         )
-        try:
-            resp = await _broker_client().fetch(req, raise_error=False)
-        except Exception as e:  # connection refused, DNS, timeout
-            self.log.warning("Credential request for %s failed: %s", self._log_name, e)
-            raise RuntimeError(f"The credential broker is unreachable ({type(e).__name__}); contact your admin") from None
+        deadline = time.monotonic() + self.credential_timeout
+        delay = 0.1
+        while True:
+            try:
+                resp = await _broker_client().fetch(req, raise_error=False)
+                break
+            except Exception as e:  # connection refused, DNS, timeout
+                left = deadline - time.monotonic()
+                if left <= 0 or not _broker_may_come_back(e):
+                    self.log.warning("Credential request for %s failed: %s", self._log_name, e)
+                    raise RuntimeError(f"The credential broker is unreachable ({type(e).__name__}); contact your admin") from None
+                # a broker that is (re)starting refuses connections for a moment:
+                # wait for it, within credential_timeout, instead of failing the spawn
+                if delay == 0.1:
+                    self.log.info("Credential broker not reachable yet for %s (%s); waiting", self._log_name, type(e).__name__)
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
         if resp.code != 200:
             try:
                 reason = json.loads(resp.body).get("error", "")

@@ -68,7 +68,14 @@ class Platform:
         return self.proc.returncode
 
 
-def start_platform(state_dir: Path, password: str = "test-password-1", extra_env: dict | None = None, timeout: float = 120) -> Platform:
+def start_platform(
+    state_dir: Path, password: str = "test-password-1", extra_env: dict | None = None, timeout: float = 120, first_login: bool = False
+) -> Platform:
+    """Run ``labdeck up``; return once it printed its banner and the hub is healthy.
+
+    ``first_login=True`` returns instead the moment the login page answers 200,
+    as a person with the page open would use it (the rest may still be starting).
+    """
     port = int((extra_env or {}).get("LABDECK_PORT") or free_port())
     env = {
         **os.environ,
@@ -88,6 +95,14 @@ def start_platform(state_dir: Path, password: str = "test-password-1", extra_env
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"labdeck up exited with {proc.returncode}:\n{plat.logs()}")
+        if first_login:
+            try:
+                if requests.get(plat.url + "/hub/login", timeout=2).status_code == 200:
+                    return plat
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+            continue
         with open(log_path, "rb") as f:
             f.seek(offset)
             started = b"labdeck is running" in f.read()
