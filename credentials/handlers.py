@@ -10,19 +10,15 @@ with messages meant for a person and free of secrets.
 from __future__ import annotations
 
 import json
-import re
 
 from tornado import web
 
-from labdeck.hub.service import JSONErrorsMixin
+from labdeck.hub.service import URL_TOKEN_REFUSED, JSONErrorsMixin, TokenAuthMixin
 
 from .grants import GrantConfigError
 from .providers.base import Identity, UpstreamError
 
-_AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
-
-
-class BrokerHandler(JSONErrorsMixin, web.RequestHandler):
+class BrokerHandler(TokenAuthMixin, JSONErrorsMixin, web.RequestHandler):
     """Common parts: JSON errors, token → identity."""
 
     @property
@@ -40,15 +36,10 @@ class BrokerHandler(JSONErrorsMixin, web.RequestHandler):
         return self.broker.log
 
     def _token(self) -> str:
-        if "token" in self.request.arguments:
-            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
-        header = self.request.headers.get("Authorization", "")
-        if not header:
-            raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
-        m = _AUTH_HEADER.match(header)
-        if not m:
-            raise web.HTTPError(401, "Malformed Authorization header (expected 'token <JupyterHub API token>')")
-        return m.group(1)
+        if "token" in self.request.body_arguments:
+            # a form body is no place for it either
+            raise web.HTTPError(400, URL_TOKEN_REFUSED)
+        return self.api_token()
 
     def provider(self, name: str):
         provider = self.broker.providers_by_name.get(name)

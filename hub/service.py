@@ -6,12 +6,18 @@ with the path only (never a query string, header or token), and serves until
 SIGINT/SIGTERM. Subclasses set ``default_port`` and ``default_prefix`` and
 implement ``make_app()``; they may override ``serve(stop)`` to run background
 work next to the HTTP server.
+
+Handlers share one token check (:class:`TokenAuthMixin`): the JupyterHub API
+token comes from the ``Authorization: token <t>`` (or ``Bearer <t>``) header
+only; a ``?token=`` in the URL is refused with a 400 and never used, so no
+token lands in a proxy log, browser history or ``Referer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 
 from tornado import httpserver, web
@@ -58,6 +64,35 @@ class LabdeckServiceApp(Application):
 
     def make_app(self) -> web.Application:
         raise NotImplementedError("Override in subclass.")
+
+    _registry = None
+    _metrics_auth = None
+
+    @property
+    def registry(self):
+        """This service's Prometheus ``CollectorRegistry`` (:mod:`labdeck.hub.metrics`)."""
+        if self._registry is None:
+            from .metrics import new_registry
+
+            self._registry = new_registry()
+        return self._registry
+
+    @property
+    def metrics_auth(self):
+        """``HubAuth`` that introspects the tokens of ``metrics`` requests (JUPYTERHUB_API_* from env)."""
+        if self._metrics_auth is None:
+            from jupyterhub.services.auth import HubAuth
+
+            self._metrics_auth = HubAuth(parent=self, cache_max_age=60)
+        return self._metrics_auth
+
+    def base_handlers(self) -> list:
+        """Routes every labdeck service serves under its prefix: ``metrics``."""
+        from .metrics import MetricsHandler
+
+        from .contract import METRICS_ROUTE
+
+        return [(self.base_url + METRICS_ROUTE, MetricsHandler, {"app": self})]
 
     def log_request(self, handler) -> None:
         """Tornado ``log_function``: status, method, path and time only."""
@@ -124,3 +159,46 @@ class JSONErrorsMixin:
             self.service_log.warning("%s %s -> %s: %s", self.request.method, self.request.path, value.status_code, value.log_message)
         else:
             super().log_exception(typ, value, tb)
+
+
+#: the reply to a request that carries ``?token=`` (the token is never used)
+URL_TOKEN_REFUSED = "Send the API token in the Authorization header, never in the URL"
+_AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def request_token(request, required: bool = True) -> str | None:
+    """The API token of a tornado ``request``, from its ``Authorization`` header only.
+
+    Raises ``HTTPError(400)`` if the URL has a ``token`` parameter (whatever
+    the header says: the request is refused, the token not used),
+    ``HTTPError(401)`` for a malformed header, and for a missing one when
+    ``required``; returns None for a missing header otherwise.
+    """
+    if "token" in request.query_arguments:
+        raise web.HTTPError(400, URL_TOKEN_REFUSED)
+    header = request.headers.get("Authorization", "")
+    if not header:
+        if required:
+            raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
+        return None
+    m = _AUTH_HEADER.match(header)
+    if not m:
+        raise web.HTTPError(401, "Malformed Authorization header (expected 'token <JupyterHub API token>')")
+    return m.group(1)
+
+
+class TokenAuthMixin:
+    """Handler mixin: the one token check of labdeck's services (see :func:`request_token`).
+
+    Put it first in the bases. Handlers that identify callers themselves call
+    :meth:`api_token`; on ``HubAuthenticated`` handlers it runs before the
+    hub's own lookup in ``get_current_user``, so a URL token is refused before
+    ``HubAuth`` could read it (the viewer's pages keep their OAuth cookie).
+    """
+
+    def api_token(self, required: bool = True) -> str | None:
+        return request_token(self.request, required=required)
+
+    def get_current_user(self):
+        self.api_token(required=False)
+        return super().get_current_user()

@@ -15,7 +15,7 @@ import json
 from jupyterhub.services.auth import HubAuthenticated
 from tornado import web
 
-from labdeck.hub.service import JSONErrorsMixin
+from labdeck.hub.service import JSONErrorsMixin, TokenAuthMixin
 from . import cron as cronlib
 from .params import InvalidParameters, validate_parameters
 from .paths import InvalidPath, is_run_id, validate_notebook_path
@@ -26,7 +26,7 @@ _SCHEDULE_FIELDS = {"notebook", "parameters", "profile", "cron", "timeout", "ena
 _RUN_FIELDS = {"notebook", "parameters", "profile", "timeout"}
 
 
-class APIHandler(JSONErrorsMixin, HubAuthenticated, web.RequestHandler):
+class APIHandler(TokenAuthMixin, JSONErrorsMixin, HubAuthenticated, web.RequestHandler):
     """JSON in and out, hub-token authentication, owner checks."""
 
     @property
@@ -45,10 +45,9 @@ class APIHandler(JSONErrorsMixin, HubAuthenticated, web.RequestHandler):
         # token-authenticated API: no cookies are accepted, so no XSRF to check
         return
 
-    def get_current_user(self):
-        if "token" in self.request.query_arguments:
-            raise web.HTTPError(400, "Send the API token in the Authorization header, never in the URL")
-        return super().get_current_user()
+    def get_login_url(self):
+        # an API has no login page: no token is a 401, not a redirect
+        raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
 
     service_label = "runs service"
 
