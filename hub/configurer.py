@@ -167,7 +167,9 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
     mixin = c.LabdeckSpawnerMixin
     mixin.broker_url = contract.service_url(mode.server_service_urls[contract.BROKER], contract.BROKER)
     if contract.RUNS in mode.server_service_urls and contract.RUNS in enabled_services(v):
-        mixin.runs_url = contract.service_url(mode.server_service_urls[contract.RUNS], contract.RUNS)
+        # the service serves under the hub's base URL (JupyterHub's prefix of a service: <base_url>services/<name>/)
+        base = mode.server_service_urls[contract.RUNS].rstrip("/") + v("hub.baseUrl", "/").rstrip("/")
+        mixin.runs_url = contract.service_url(base, contract.RUNS)
     mixin.aws_region = v("cloud.aws.region", contract.DEFAULT_REGION)
     mixin.s3_bucket = v("cloud.aws.bucket", "")
     mixin.aws_endpoint_url = v("cloud.aws.endpointUrl", "")

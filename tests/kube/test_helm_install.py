@@ -34,7 +34,7 @@ VALUES = Path(__file__).resolve().parent / "helm-values.yaml"
 NAMESPACE = "labdeck-helm"
 RELEASE = "kd"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "kube"
-GENERATED_KEYS = ("hub.cookie-secret", "proxy.token", "broker.api-token")
+GENERATED_KEYS = ("hub.cookie-secret", "proxy.token", "broker.api-token", "runs.api-token", "viewer.api-token")
 CLUSTER_SCOPED = {"PriorityClass", "ClusterRole", "ClusterRoleBinding", "Namespace", "StorageClass"}
 
 
@@ -150,5 +150,5 @@ def test_install_upgrade_uninstall_against_the_api_server(kube_cluster, helm, ch
         if obj not in kept:
             assert status == 404, f"{obj['kind']}/{obj['metadata']['name']} left after uninstall"
     assert [f"{o['kind']}/{o['metadata']['name']}" for o in kept] == left
-    assert {o["kind"] for o in kept} == {"PersistentVolumeClaim"}  # the hub database
+    assert {o["kind"] for o in kept} == {"PersistentVolumeClaim"}  # the hub, runs and viewer databases
     print(f"uninstall removed {len(gone)} objects; kept (helm.sh/resource-policy: keep): {left}")

@@ -37,6 +37,8 @@
 {{- define "labdeck.broker.fullname" -}}{{ include "labdeck.fullname" . }}-broker{{- end -}}
 {{- define "labdeck.runs.fullname" -}}{{ include "labdeck.fullname" . }}-runs{{- end -}}
 {{- define "labdeck.viewer.fullname" -}}{{ include "labdeck.fullname" . }}-viewer{{- end -}}
+{{- define "labdeck.runs-db.fullname" -}}{{ include "labdeck.fullname" . }}-runs-db{{- end -}}
+{{- define "labdeck.viewer-db.fullname" -}}{{ include "labdeck.fullname" . }}-viewer-db{{- end -}}
 {{- define "labdeck.singleuser.fullname" -}}{{ include "labdeck.fullname" . }}-singleuser{{- end -}}
 {{- define "labdeck.continuous-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-continuous-image-puller{{- end -}}
 {{- define "labdeck.hook-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-hook-image-puller{{- end -}}
