@@ -143,6 +143,10 @@ def update_auth(c: Config, v: Values, mode: Mode) -> None:
                 setattr(oauth, trait, value)
         # JupyterHub groups follow the groups claim at each login
         oauth.manage_groups = True
+        # OIDC discovery fills the URLs left empty and ID tokens are verified (labdeck.hub.oidc)
+        issuer = v("auth.oauth.issuer", "")
+        if issuer:
+            c.LabdeckOIDCAuthenticator.issuer = issuer
     else:
         raise ValuesError(f"auth.type must be 'generic-oauth' or 'dev', not {auth_type!r}")
     c.Authenticator.admin_users = set(v("auth.adminUsers", []))

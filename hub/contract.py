@@ -41,6 +41,8 @@ SINGLEUSER_PORT = 8888
 # ---------------------------------------------------------------- routes
 HEALTH_ROUTE = "health"
 METRICS_ROUTE = "metrics"
+#: where the identity provider sends a person back after login (OAuthenticator's callback)
+OAUTH_CALLBACK_PATH = "/hub/oauth_callback"
 
 
 def service_prefix(name: str) -> str:

@@ -27,6 +27,7 @@ from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
 from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
+from . import team
 from .state import SECRET_NAMES, StateDir, state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,6 +184,7 @@ class Supervisor:
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
+        team.store_oidc_secret(self.state, self.env, settings)
         password = self.env.get("LABDECK_DEV_PASSWORD", "")
         if not password:
             path = self.state.secret_path("dev_password")
@@ -382,13 +384,20 @@ class Supervisor:
 
     def banner(self) -> str:
         s = self.settings
+        from .values import local_public_url
+
         lines = [
             "",
-            f"  labdeck is running: http://127.0.0.1:{s['public_port']}",
+            f"  labdeck is running: {local_public_url(s)}",
             "",
-            "  Log in with any username (lowercase letters, digits, . _ @ -) and the password",
         ]
-        if self.generated_password:
+        if s.get("oidc"):
+            lines += team.login_lines(s, local_public_url(s))
+        else:
+            lines.append("  Log in with any username (lowercase letters, digits, . _ @ -) and the password")
+        if s.get("oidc"):
+            pass
+        elif self.generated_password:
             lines.append(f"      {self.password}")
             lines.append(f"  (generated once; stored in {self.state.secret_path('dev_password')}, mode 0600)")
         elif "LABDECK_DEV_PASSWORD" in self.env and self.env["LABDECK_DEV_PASSWORD"]:

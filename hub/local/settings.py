@@ -138,6 +138,10 @@ def env_settings(env: Mapping[str, str]) -> dict:
     kube = kube_settings(env)
     if kube:
         settings["kube"] = kube
+    from .team import team_settings
+
+    # company login, public URL, TLS (labdeck.hub.local.team)
+    settings.update(team_settings(env))
     return settings
 
 

@@ -81,16 +81,32 @@ def settings_values(settings: Mapping) -> dict:
     return out
 
 
+def local_public_url(settings: Mapping) -> str:
+    """The URL people open: ``LABDECK_PUBLIC_URL``, else the local proxy's."""
+    return settings.get("public_url") or f"{settings.get('public_scheme', 'http')}://127.0.0.1:{settings['public_port']}"
+
+
 def names_auth(values: Mapping) -> bool:
     """True if an admin's values configure the login (then layer 2 does not apply to it)."""
     auth = values.get("auth")
     return isinstance(auth, Mapping) and bool(auth.get("type") or auth.get("oauth"))
 
 
-def local_values(settings: Mapping) -> dict:
-    """Layers 2-5 merged (see the module docstring); the configurer supplies layer 1."""
+def local_values(settings: Mapping, secrets: Mapping[str, str] | None = None) -> dict:
+    """Layers 2-5 merged (see the module docstring); the configurer supplies layer 1.
+
+    ``secrets`` may hold ``oidc_client_secret`` (read from the state directory's
+    secrets by the hub's config file; never part of ``settings``).
+    """
     admin = settings.get("values") or {}
-    defaults = {} if names_auth(admin) else embedded_defaults(settings)
+    oidc = bool(settings.get("oidc"))
+    defaults = {} if names_auth(admin) or oidc else embedded_defaults(settings)
     values = deep_merge(defaults, admin)
     values = deep_merge(values, settings_values(settings))
+    if oidc:
+        # LABDECK_OIDC_* log people in through the company's provider (labdeck.hub.local.team)
+        from .team import OIDC_SECRET, oidc_values
+
+        secret = (secrets or {}).get(OIDC_SECRET, "")
+        values = deep_merge(values, {"auth": oidc_values(settings, local_public_url(settings), secret)})
     return deep_merge(values, local_clouds(settings))

@@ -1,0 +1,153 @@
+"""Settings of the embedded default on a team VM: company login (OIDC), public URL, TLS, OS users.
+
+Pure: the environment as a mapping in, plain settings out; errors are
+:class:`~labdeck.hub.local.settings.SettingsError` with a message for an admin.
+The OIDC client secret is *not* a setting: the runner writes it to
+``secrets/oidc_client_secret`` (0600) and :func:`labdeck.hub.local.values.local_values`
+hands it to the hub's config in memory, so it is never in ``settings.json``,
+a log, a URL or a process's argv.
+
+Variables:
+
+``LABDECK_OIDC_ISSUER``, ``LABDECK_OIDC_CLIENT_ID``, ``LABDECK_OIDC_CLIENT_SECRET``
+    Log in through this OpenID Connect provider instead of the development password.
+``LABDECK_OIDC_USERNAME_CLAIM`` (``preferred_username``), ``LABDECK_OIDC_GROUPS_CLAIM`` (``groups``)
+    Claims that give the username and the JupyterHub groups.
+``LABDECK_OIDC_ADMIN_GROUPS``, ``LABDECK_OIDC_ALLOWED_GROUPS``
+    Comma-separated; without allowed groups everybody the provider authenticates may log in.
+``LABDECK_PUBLIC_URL``
+    The URL people open (the callback is ``<public URL>/hub/oauth_callback``); default the local URL.
+``LABDECK_TLS_CERT``, ``LABDECK_TLS_KEY``
+    PEM files: the proxy serves the public port over HTTPS with them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+from .. import contract
+
+OIDC_SECRET = "oidc_client_secret"
+OIDC_SECRET_ENV = "LABDECK_OIDC_CLIENT_SECRET"
+
+
+def _error(message: str):
+    from .settings import SettingsError
+
+    return SettingsError(message)
+
+
+def split_list(value: str) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def check_public_url(url: str) -> str:
+    """``LABDECK_PUBLIC_URL``: ``http(s)://host[:port]`` (a trailing ``/`` is dropped); nothing else."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise _error(f"LABDECK_PUBLIC_URL must look like https://hub.example.com, not {url[:100]!r}")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.username or parsed.password:
+        raise _error("LABDECK_PUBLIC_URL must be scheme://host[:port] only (no path, query, fragment or credentials)")
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def oidc_settings(env: Mapping[str, str]) -> dict | None:
+    """The ``oidc`` settings, or None when ``LABDECK_OIDC_ISSUER`` is unset."""
+    issuer = env.get("LABDECK_OIDC_ISSUER", "").strip()
+    if not issuer:
+        for name in ("LABDECK_OIDC_CLIENT_ID", "LABDECK_OIDC_ADMIN_GROUPS", "LABDECK_OIDC_ALLOWED_GROUPS"):
+            if env.get(name):
+                raise _error(f"{name} is set but LABDECK_OIDC_ISSUER is not: set the issuer to log in with OIDC")
+        return None
+    parsed = urlparse(issuer)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise _error(f"LABDECK_OIDC_ISSUER must be the provider's https:// issuer URL, not {issuer[:100]!r}")
+    client_id = env.get("LABDECK_OIDC_CLIENT_ID", "").strip()
+    if not client_id:
+        raise _error("LABDECK_OIDC_ISSUER needs LABDECK_OIDC_CLIENT_ID (and LABDECK_OIDC_CLIENT_SECRET)")
+    return {
+        "issuer": issuer.rstrip("/"),
+        "client_id": client_id,
+        "username_claim": env.get("LABDECK_OIDC_USERNAME_CLAIM", "").strip() or "preferred_username",
+        "groups_claim": env.get("LABDECK_OIDC_GROUPS_CLAIM", "").strip() or "groups",
+        "admin_groups": split_list(env.get("LABDECK_OIDC_ADMIN_GROUPS", "")),
+        "allowed_groups": split_list(env.get("LABDECK_OIDC_ALLOWED_GROUPS", "")),
+    }
+
+
+def tls_settings(env: Mapping[str, str]) -> dict | None:
+    """``{"cert": path, "key": path}`` (absolute, readable), or None for plain HTTP."""
+    cert, key = env.get("LABDECK_TLS_CERT", ""), env.get("LABDECK_TLS_KEY", "")
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise _error("LABDECK_TLS_CERT and LABDECK_TLS_KEY go together: set both (PEM certificate chain and private key)")
+    out = {}
+    for name, path in (("cert", cert), ("key", key)):
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise _error(f"LABDECK_TLS_{name.upper()}: {path} is not a readable file")
+        out[name] = os.path.abspath(path)
+    return out
+
+
+def team_settings(env: Mapping[str, str]) -> dict:
+    """What the team-VM variables add to ``settings`` (see the module docstring)."""
+    out: dict = {}
+    oidc = oidc_settings(env)
+    if oidc:
+        out["oidc"] = oidc
+    tls = tls_settings(env)
+    if tls:
+        out["tls"] = tls
+        out["public_scheme"] = "https"
+    if env.get("LABDECK_PUBLIC_URL"):
+        out["public_url"] = check_public_url(env["LABDECK_PUBLIC_URL"])
+    return out
+
+
+def oidc_values(settings: Mapping, public_url: str, client_secret: str = "") -> dict:
+    """The chart's ``auth`` values for the ``oidc`` settings (pure)."""
+    o = settings["oidc"]
+    oauth = {
+        "issuer": o["issuer"],
+        "clientId": o["client_id"],
+        "callbackUrl": public_url.rstrip("/") + contract.OAUTH_CALLBACK_PATH,
+        "usernameClaim": o["username_claim"],
+        "groupsClaim": o["groups_claim"],
+        "adminGroups": list(o["admin_groups"]),
+        "allowedGroups": list(o["allowed_groups"]),
+        # a team VM admits everybody the company's provider authenticates unless groups are named
+        "allowAll": not o["allowed_groups"],
+        "loginService": "company login",
+    }
+    if client_secret:
+        oauth["clientSecret"] = client_secret
+    return {"type": "generic-oauth", "oauth": oauth}
+
+
+def store_oidc_secret(state, env: Mapping[str, str], settings: Mapping) -> None:
+    """Write ``LABDECK_OIDC_CLIENT_SECRET`` to ``secrets/oidc_client_secret`` (0600); a stored one is kept."""
+    if not settings.get("oidc"):
+        return
+    secret = env.get(OIDC_SECRET_ENV, "")
+    if secret:
+        state.write_secret(OIDC_SECRET, secret)
+    elif not state.secret_path(OIDC_SECRET).exists():
+        raise _error(f"LABDECK_OIDC_ISSUER needs {OIDC_SECRET_ENV} (stored once in {state.secret_path(OIDC_SECRET)}, mode 0600)")
+
+
+def login_lines(settings: Mapping, public_url: str) -> list[str]:
+    """What the start banner says about logging in with OIDC."""
+    o = settings["oidc"]
+    lines = [
+        f"  Log in with your company account ({o['issuer']}).",
+        f"  Register this callback URL at the provider: {public_url.rstrip('/')}{contract.OAUTH_CALLBACK_PATH}",
+        f"  Usernames from the {o['username_claim']!r} claim, groups from {o['groups_claim']!r}.",
+    ]
+    if o["allowed_groups"]:
+        lines.append(f"  Only members of {', '.join(o['allowed_groups'])} may log in.")
+    if o["admin_groups"]:
+        lines.append(f"  Admins: members of {', '.join(o['admin_groups'])}.")
+    return lines

@@ -1,0 +1,122 @@
+"""Team-VM settings (labdeck.hub.local.team): LABDECK_OIDC_*, LABDECK_PUBLIC_URL, LABDECK_TLS_* -> settings -> values -> Config."""
+
+import json
+import os
+
+import pytest
+
+from labdeck.hub.configurer import configure
+from labdeck.hub.local import team
+from labdeck.hub.local.settings import SettingsError, env_settings
+from labdeck.hub.local.state import StateDir
+from labdeck.hub.local.values import local_values
+from labdeck.hub.modes import local_mode
+
+from .test_configurer import SECRETS, SETTINGS
+
+OIDC_ENV = {
+    "LABDECK_OIDC_ISSUER": "https://login.example.com/realms/co/",
+    "LABDECK_OIDC_CLIENT_ID": "labdeck",
+    "LABDECK_OIDC_CLIENT_SECRET": "s3cr3t-value",
+    "LABDECK_OIDC_ADMIN_GROUPS": "platform, ops ",
+    "LABDECK_OIDC_ALLOWED_GROUPS": "",
+    "LABDECK_PUBLIC_URL": "https://hub.example.com/",
+}
+
+
+def test_oidc_env_becomes_settings_without_the_secret():
+    s = env_settings(OIDC_ENV)
+    assert s["oidc"] == {
+        "issuer": "https://login.example.com/realms/co",
+        "client_id": "labdeck",
+        "username_claim": "preferred_username",
+        "groups_claim": "groups",
+        "admin_groups": ["platform", "ops"],
+        "allowed_groups": [],
+    }
+    assert s["public_url"] == "https://hub.example.com"
+    assert "s3cr3t-value" not in json.dumps(s)
+
+
+def test_oidc_settings_map_to_the_charts_auth_values_and_authenticator_config():
+    settings = {**SETTINGS, **env_settings(OIDC_ENV)}
+    values = local_values(settings, {team.OIDC_SECRET: "s3cr3t-value"})
+    assert values["auth"]["type"] == "generic-oauth"
+    assert "dev" not in values["auth"]
+    assert values["auth"]["oauth"] == {
+        "issuer": "https://login.example.com/realms/co",
+        "clientId": "labdeck",
+        "clientSecret": "s3cr3t-value",
+        "callbackUrl": "https://hub.example.com/hub/oauth_callback",
+        "usernameClaim": "preferred_username",
+        "groupsClaim": "groups",
+        "adminGroups": ["platform", "ops"],
+        "allowedGroups": [],
+        "allowAll": True,
+        "loginService": "company login",
+    }
+    c = configure(values, local_mode(settings, SECRETS))
+    assert c.JupyterHub.authenticator_class == "labdeck-oidc"
+    assert c.LabdeckOIDCAuthenticator.issuer == "https://login.example.com/realms/co"
+    g = c.GenericOAuthenticator
+    assert (g.client_id, g.client_secret, g.manage_groups, g.allow_all) == ("labdeck", "s3cr3t-value", True, True)
+    assert g.admin_groups == ["platform", "ops"]
+    assert g.oauth_callback_url == "https://hub.example.com/hub/oauth_callback"
+    # discovery fills these at the first login
+    assert "authorize_url" not in g and "token_url" not in g
+
+
+def test_allowed_groups_turn_allow_all_off_and_claims_can_be_renamed():
+    env = {**OIDC_ENV, "LABDECK_OIDC_ALLOWED_GROUPS": "data", "LABDECK_OIDC_USERNAME_CLAIM": "email", "LABDECK_OIDC_GROUPS_CLAIM": "roles"}
+    settings = {**SETTINGS, **env_settings(env)}
+    oauth = local_values(settings)["auth"]["oauth"]
+    assert (oauth["allowedGroups"], oauth["allowAll"], oauth["usernameClaim"], oauth["groupsClaim"]) == (["data"], False, "email", "roles")
+    assert "clientSecret" not in oauth
+
+
+def test_without_an_issuer_the_dev_login_stays():
+    settings = {**SETTINGS, **env_settings({})}
+    assert "oidc" not in settings
+    assert local_values(settings)["auth"]["type"] == "dev"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LABDECK_OIDC_CLIENT_ID": "x"}, "LABDECK_OIDC_ISSUER is not"),
+        ({"LABDECK_OIDC_ISSUER": "https://idp"}, "needs LABDECK_OIDC_CLIENT_ID"),
+        ({"LABDECK_OIDC_ISSUER": "ftp://idp", "LABDECK_OIDC_CLIENT_ID": "x"}, "issuer URL"),
+        ({"LABDECK_PUBLIC_URL": "https://hub/path"}, "no path"),
+        ({"LABDECK_PUBLIC_URL": "javascript:alert(1)"}, "must look like"),
+        ({"LABDECK_TLS_CERT": "/nonexistent"}, "go together"),
+        ({"LABDECK_TLS_CERT": "/nonexistent", "LABDECK_TLS_KEY": "/nonexistent"}, "not a readable file"),
+    ],
+    ids=["00", "01", "02", "03", "04", "05", "06"],
+)
+def test_bad_team_settings_are_clear_errors(env, message):
+    with pytest.raises(SettingsError, match=message):
+        env_settings(env)
+
+
+def test_client_secret_goes_to_a_0600_file_and_is_required(tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.create()
+    settings = env_settings(OIDC_ENV)
+    with pytest.raises(SettingsError, match="needs LABDECK_OIDC_CLIENT_SECRET"):
+        team.store_oidc_secret(state, {k: v for k, v in OIDC_ENV.items() if k != team.OIDC_SECRET_ENV}, settings)
+    team.store_oidc_secret(state, OIDC_ENV, settings)
+    path = state.secret_path(team.OIDC_SECRET)
+    assert path.read_text() == "s3cr3t-value"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    # a later start without the variable keeps the stored secret
+    team.store_oidc_secret(state, {}, settings)
+    assert path.read_text() == "s3cr3t-value"
+
+
+def test_tls_settings_switch_the_public_scheme(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("y")
+    s = env_settings({"LABDECK_TLS_CERT": str(cert), "LABDECK_TLS_KEY": str(key)})
+    assert s["tls"] == {"cert": str(cert), "key": str(key)}
+    assert s["public_scheme"] == "https"
