@@ -14,7 +14,9 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from traitlets import default
 
-from . import objects
+from labdeck.hub import contract
+
+from . import objects, onboarding
 from .mixin import LabdeckSpawnerMixin
 
 
@@ -40,6 +42,12 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
     @default("container_security_context")
     def _container_security_context_default(self):
         return objects.container_security_context()
+
+    def get_env(self):
+        env = super().get_env()
+        # the pod's labdeck-singleuser copies these (the admin's dirs are paths in the user image)
+        env[contract.ENV_ONBOARDING_DIRS] = onboarding.dirs_env_value(list(self.onboarding_dirs))
+        return env
 
     async def load_user_options(self):
         # labdeck validates and applies `profile`/`size` itself (LabdeckSpawnerMixin.labdeck_choose

@@ -14,8 +14,36 @@ from pathlib import Path
 
 from labdeck.hub import contract
 
+#: how the hub names labdeck's own welcome directory to a pod: the pod's labdeck
+#: may be installed elsewhere than the hub's (another image, another Python)
+DEFAULT_DIR_MARKER = "@labdeck-welcome"
+
+
 def default_onboarding_dir() -> str:
     return str(Path(__file__).resolve().parent / "welcome")
+
+
+def dirs_env_value(dirs: list[str], default_dir: str | None = None) -> str:
+    """``LABDECK_ONBOARDING_DIRS`` for a pod: ``dirs`` in order, the hub's default as :data:`DEFAULT_DIR_MARKER`.
+
+    The admin's directories are paths inside the user image; the hub's own
+    welcome directory is replaced by the marker, which the pod resolves to its
+    own copy (:func:`dirs_from_env`).
+    """
+    default_dir = default_dir or default_onboarding_dir()
+    out = []
+    for d in dirs:
+        if os.pathsep in d:
+            raise ValueError(f"onboarding directory {d!r} contains {os.pathsep!r}, which separates directories")
+        out.append(DEFAULT_DIR_MARKER if os.path.normpath(d) == os.path.normpath(default_dir) else d)
+    return os.pathsep.join(out)
+
+
+def dirs_from_env(value: str | None) -> list[str]:
+    """The directories a pod copies from: ``value`` split, the marker resolved; unset means labdeck's default only."""
+    if value is None:
+        return [default_onboarding_dir()]
+    return [default_onboarding_dir() if d == DEFAULT_DIR_MARKER else d for d in value.split(os.pathsep) if d]
 
 
 def plan(sources: list[str]) -> dict[str, Path]:
@@ -56,7 +84,7 @@ def copy_missing(sources: list[str], home: str) -> list[str]:
 def main(argv=None) -> int:
     """``labdeck-onboard [DIR ...]``: copy onboarding files into $HOME (pods run this before the server)."""
     argv = sys.argv[1:] if argv is None else argv
-    sources = argv or os.environ.get(contract.ENV_ONBOARDING_DIRS, default_onboarding_dir()).split(os.pathsep)
+    sources = argv or dirs_from_env(os.environ.get(contract.ENV_ONBOARDING_DIRS))
     copied = copy_missing(sources, os.environ.get("HOME", os.getcwd()))
     for rel in copied:
         print(f"labdeck: added {rel} to your home")

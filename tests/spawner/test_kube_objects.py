@@ -191,3 +191,32 @@ async def test_kubespawner_profile_list_does_not_reject_labdeck_profiles(make_sp
     sp.labdeck_choose(sp.user_options)
     await sp.load_user_options()
     assert sp.image == "gpu:1"
+
+
+async def test_admin_onboarding_dir_reaches_the_pod(make_spawner, tmp_path):
+    """singleuser.onboardingDir (LabdeckSpawnerMixin.onboarding_dirs) reaches the pod's environment, and
+    the pod's own ``labdeck-onboard`` copies labdeck's welcome files *and* the admin's into the home."""
+    import subprocess
+    import sys
+
+    from labdeck.spawner.onboarding import default_onboarding_dir
+
+    admin = tmp_path / "org-onboarding"
+    (admin / "guides").mkdir(parents=True)
+    (admin / "guides" / "Data.ipynb").write_text("{}")
+    sp = make_spawner(onboarding_dirs=[default_onboarding_dir(), str(admin)])
+    sp._labdeck_files = sp.labdeck_files()
+    pod = serialize(await sp.get_pod_manifest())
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    home = tmp_path / "home"
+    home.mkdir()
+    # what the pod runs first (labdeck-singleuser calls the same main before exec'ing the server)
+    proc = subprocess.run(
+        [sys.executable, "-m", "labdeck.spawner.onboarding"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LABDECK_ONBOARDING_DIRS": env["LABDECK_ONBOARDING_DIRS"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "Welcome.ipynb").is_file()
+    assert (home / "guides" / "Data.ipynb").read_text() == "{}"
+    assert str(admin) in env["LABDECK_ONBOARDING_DIRS"] and default_onboarding_dir() not in env["LABDECK_ONBOARDING_DIRS"]

@@ -35,3 +35,21 @@ def test_copy_missing_does_not_follow_a_symlink_out_of_home(tmp_path):
     os.symlink(outside / "Welcome.ipynb", home / "Welcome.ipynb")
     assert onboarding.copy_missing([str(src)], str(home)) == []
     assert not (outside / "Welcome.ipynb").exists()
+
+
+def test_pod_env_names_the_default_by_marker_and_keeps_admin_dirs():
+    default = onboarding.default_onboarding_dir()
+    value = onboarding.dirs_env_value([default, "/opt/org/onboarding"])
+    assert value == f"{onboarding.DEFAULT_DIR_MARKER}{os.pathsep}/opt/org/onboarding"
+    # the pod resolves the marker to *its own* labdeck's welcome directory
+    assert onboarding.dirs_from_env(value) == [default, "/opt/org/onboarding"]
+    assert onboarding.dirs_from_env(None) == [default]
+    # an admin who replaced the list gets exactly their list
+    assert onboarding.dirs_from_env(onboarding.dirs_env_value(["/opt/only"])) == ["/opt/only"]
+
+
+def test_pod_env_refuses_a_dir_with_the_separator():
+    import pytest
+
+    with pytest.raises(ValueError, match="separates directories"):
+        onboarding.dirs_env_value([f"/a{os.pathsep}b"])
