@@ -28,6 +28,7 @@ from labdeck.hub.service import LabdeckServiceApp
 from .cache import CredentialCache
 from .grants import GrantConfigError, resolve_grants, validate_grant_config
 from .handlers import CredentialsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
+from .metrics import BrokerMetrics
 from .providers.base import CredentialProvider, Identity, UpstreamError
 
 #: provider names usable in ``BrokerApp.providers`` → "module:Class" (imported on use)
@@ -183,6 +184,7 @@ class BrokerApp(LabdeckServiceApp):
         self._grants_mtime = None
         self.started = time.time()
         self.requests_served = 0
+        self.metrics = BrokerMetrics(self.registry, sorted(self.providers_by_name))
 
     def make_app(self) -> web.Application:
         prefix = self.base_url
@@ -192,6 +194,7 @@ class BrokerApp(LabdeckServiceApp):
                 (prefix + r"whoami", WhoAmIHandler),
                 (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
                 (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
+                *self.base_handlers(),
                 (prefix.rstrip("/") + r"/?", HealthHandler),
             ],
             broker=self,
@@ -255,15 +258,32 @@ class BrokerApp(LabdeckServiceApp):
     async def credentials(self, provider: CredentialProvider, ident: Identity) -> dict:
         grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
         fingerprint = hashlib.sha256(repr(grants).encode()).hexdigest()
+        issued_here = []
+
         async def issue():
+            issued_here.append(True)
+            t0 = time.perf_counter()
+            kind = None
             try:
                 return await asyncio.wait_for(provider.issue(ident, grants), self.upstream_timeout_seconds)
             except asyncio.TimeoutError:
+                kind = "timeout"
                 raise UpstreamError(
-                    f"The {provider.name.upper()} credential service did not answer within {self.upstream_timeout_seconds} s; try again shortly"
+                    f"The {provider.name.upper()} credential service did not answer within {self.upstream_timeout_seconds} s; try again shortly",
+                    kind=kind,
                 ) from None
+            except UpstreamError as e:
+                kind = e.kind
+                raise
+            except Exception:
+                kind = "refused"
+                raise
+            finally:
+                self.metrics.issuance(provider.name, time.perf_counter() - t0, kind)
 
         cred = await self.cache.get((provider.name, ident.name), fingerprint, issue)
+        if not issued_here:
+            self.metrics.cache_hit(provider.name)
         self.requests_served += 1
         return provider.render(cred)
 

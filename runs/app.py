@@ -21,6 +21,7 @@ from labdeck.hub.service import LabdeckServiceApp
 
 from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, SchedulesHandler
 from .launcher import HubLauncher
+from .metrics import RunsMetrics
 from .scheduler import Scheduler
 from .store import RunStore
 
@@ -155,6 +156,8 @@ class RunsApp(LabdeckServiceApp):
             max_queued_per_user=self.max_queued_per_user, spawn_timeout=self.spawn_timeout,
             timeout_grace=self.timeout_grace, misfire_grace=self.misfire_grace, log=self.log,
         )
+        # a schedule is overdue once a few ticks have passed its cron time
+        self.scheduler.metrics = RunsMetrics(self.registry, self.scheduler, overdue_after=max(120, 4 * self.tick_seconds))
 
     def make_app(self) -> web.Application:
         p = self.base_url
@@ -165,6 +168,7 @@ class RunsApp(LabdeckServiceApp):
                 (p + r"api/runs/([^/]+)", RunHandler),
                 (p + r"api/schedules", SchedulesHandler),
                 (p + r"api/schedules/([^/]+)", ScheduleHandler),
+                *self.base_handlers(),
             ],
             runs_app=self,
             log_function=self.log_request,

@@ -37,6 +37,9 @@ class LimitExceeded(Exception):
 
 
 class Scheduler:
+    #: optional :class:`~.metrics.RunsMetrics` (``run_finished(status, seconds)``), set by the service
+    metrics = None
+
     def __init__(
         self,
         store: RunStore,
@@ -164,8 +167,12 @@ class Scheduler:
         }
 
     def _finish(self, run_id: str, status: str, error: str | None = None, **fields) -> None:
-        self.store.update_run(run_id, status=status, error=error, finished=fields.pop("finished", None) or self.clock(), **fields)
+        finished = fields.pop("finished", None) or self.clock()
+        self.store.update_run(run_id, status=status, error=error, finished=finished, **fields)
         self.log.info("Run %s %s%s", run_id, status, f": {error}" if error else "")
+        if self.metrics is not None:
+            run = self.store.get_run(run_id)
+            self.metrics.run_finished(status, finished - run.created if run else None)
 
     async def _execute(self, run_id: str) -> None:
         run = self.store.get_run(run_id)

@@ -158,5 +158,10 @@ class ShareStore:
         rows = self.conn.execute("SELECT * FROM shares WHERE owner=? AND revoked IS NULL ORDER BY created, rowid", (owner,))
         return [Share(**dict(r)) for r in rows]
 
+    def count_active(self) -> dict[str, int]:
+        """Shares not revoked, by kind (``user``/``group``)."""
+        rows = self.conn.execute("SELECT kind, COUNT(*) FROM shares WHERE revoked IS NULL GROUP BY kind")
+        return {kind: n for kind, n in rows}
+
     def revoke(self, share_id: str, when: float) -> None:
         self.conn.execute("UPDATE shares SET revoked=? WHERE id=? AND revoked IS NULL", (when, share_id))

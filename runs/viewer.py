@@ -34,6 +34,7 @@ from traitlets import Integer, Unicode, default
 from labdeck.hub import contract
 from labdeck.hub.service import JSONErrorsMixin, LabdeckServiceApp, TokenAuthMixin
 
+from .metrics import ViewerMetrics
 from .paths import InvalidPath, home_prefix, validate_home_key
 from .render import SECURITY_HEADERS, render_html
 from .shares import InvalidShare, Share, can_view, looks_like_share_id, new_share_id, validate_share_request
@@ -56,9 +57,16 @@ class ViewerHandler(TokenAuthMixin, JSONErrorsMixin, HubOAuthenticated, web.Requ
 
     service_label = "viewer"
 
+    #: "own" or "share" on the page handlers: counted in labdeck_viewer_views_total
+    view_kind = None
+
     @property
     def service_log(self):
         return self.viewer.log
+
+    def on_finish(self):
+        if self.view_kind:
+            self.viewer.metrics.viewed(self.view_kind, self.get_status())
 
     async def render_object(self, owner: str, path: str) -> None:
         key = home_prefix(owner) + path
@@ -77,6 +85,8 @@ class ViewerHandler(TokenAuthMixin, JSONErrorsMixin, HubOAuthenticated, web.Requ
 
 
 class OwnViewHandler(ViewerHandler):
+    view_kind = "own"
+
     @web.authenticated
     async def get(self, path):
         try:
@@ -87,6 +97,8 @@ class OwnViewHandler(ViewerHandler):
 
 
 class ShareViewHandler(ViewerHandler):
+    view_kind = "share"
+
     @web.authenticated
     async def get(self, share_id):
         user = self.user_name
@@ -196,6 +208,7 @@ class ViewerApp(LabdeckServiceApp):
             self.load_config_file(self.config_file)
         self.log.setLevel(logging.INFO)
         self.shares = ShareStore(self.db_path)
+        self.metrics = ViewerMetrics(self.registry, self.shares)
         self._s3 = None
         self.api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{contract.HUB_PORT}/hub/api").rstrip("/")
         self._token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
@@ -249,6 +262,7 @@ class ViewerApp(LabdeckServiceApp):
                 (p + r"s/([^/]+)", ShareViewHandler),
                 (p + r"api/shares", SharesAPIHandler),
                 (p + r"api/shares/([^/]+)", ShareAPIHandler),
+                *self.base_handlers(),
             ],
             viewer=self,
             cookie_secret=os.urandom(32),

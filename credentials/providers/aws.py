@@ -139,14 +139,14 @@ class AWSProvider(CredentialProvider):
                 self.__dict__.pop("_clients", None)
             raise UpstreamError(_readable_client_error(e)) from None
         except BotoCoreError as e:
-            raise UpstreamError(_readable_client_error(e)) from None
+            raise UpstreamError(_readable_client_error(e), kind="unreachable") from None
 
     def session_policy(self, identity: Identity, grants: Grants) -> dict:
         return policy.s3_policy(self.bucket, identity.name, grants)
 
     async def issue(self, identity: Identity, grants: Grants) -> IssuedCredential:
         if not self.role_arn:
-            raise UpstreamError("AWS is not configured: AWSProvider.role_arn is empty")
+            raise UpstreamError("AWS is not configured: AWSProvider.role_arn is empty", kind="misconfigured")
         sts = self._client("sts")
         params = policy.assume_role_params(
             self.role_arn, identity.name, self.ttl_seconds, self.session_policy(identity, grants)

@@ -50,12 +50,23 @@ class IssuedCredential:
         return self.expires_at - (time.time() if now is None else now)
 
 
+#: ``kind`` of an :class:`UpstreamError` (a label value of the broker's metrics)
+UPSTREAM_ERROR_KINDS = ("refused", "unreachable", "timeout", "misconfigured")
+
+
 class UpstreamError(Exception):
     """The cloud (or its emulator) refused or could not be reached.
 
     ``str(exc)`` is shown to the person whose SDK call failed: keep it
-    readable and free of secrets.
+    readable and free of secrets. ``kind`` (one of
+    :data:`UPSTREAM_ERROR_KINDS`) says which: the cloud said no (``refused``,
+    the default), it could not be reached, it did not answer in time, or the
+    broker is not configured for it.
     """
+
+    def __init__(self, message: str = "", kind: str = "refused"):
+        super().__init__(message)
+        self.kind = kind if kind in UPSTREAM_ERROR_KINDS else "refused"
 
 
 class CredentialProvider(LoggingConfigurable):

@@ -108,14 +108,14 @@ class GCPProvider(CredentialProvider):
         try:
             return await asyncio.get_running_loop().run_in_executor(None, fetch)
         except Exception as e:
-            raise UpstreamError(f"The credential broker has no Google identity of its own ({type(e).__name__})") from None
+            raise UpstreamError(f"The credential broker has no Google identity of its own ({type(e).__name__})", kind="misconfigured") from None
 
     async def issue(self, identity: Identity, grants: Grants) -> IssuedCredential:
         target = gcp_requests.impersonation_target(
             identity.name, grants, self.service_account, self.service_account_template, self.project
         )
         if not target:
-            raise UpstreamError("BigQuery is not configured: no service account to impersonate (GCPProvider.service_account)")
+            raise UpstreamError("BigQuery is not configured: no service account to impersonate (GCPProvider.service_account)", kind="misconfigured")
         url, body = gcp_requests.generate_access_token_request(target, self.scopes, self.ttl_seconds, self.iam_credentials_url)
         token = await self._broker_token()
         req = HTTPRequest(
@@ -135,7 +135,7 @@ class GCPProvider(CredentialProvider):
                 pass
             raise UpstreamError(f"Google IAM refused to mint a token for {target} (HTTP {e.code}) {detail}".strip()) from None
         except OSError:
-            raise UpstreamError("The Google IAM Credentials API is unreachable; try again shortly") from None
+            raise UpstreamError("The Google IAM Credentials API is unreachable; try again shortly", kind="unreachable") from None
         reply = json.loads(resp.body)
         return IssuedCredential(
             payload={"access_token": reply["accessToken"]},

@@ -43,7 +43,7 @@ class LocalGCPProvider(GCPProvider):
             with open(self.key_file, "rb") as f:
                 return f.read().strip()
         except OSError:
-            raise UpstreamError("The local BigQuery key is missing; restart labdeck") from None
+            raise UpstreamError("The local BigQuery key is missing; restart labdeck", kind="misconfigured") from None
 
     async def ensure_dataset(self, dataset: str) -> None:
         created = self.__dict__.setdefault("_created", set())
@@ -62,7 +62,7 @@ class LocalGCPProvider(GCPProvider):
         try:
             resp = await AsyncHTTPClient().fetch(req, raise_error=False)
         except OSError:
-            raise UpstreamError("The local BigQuery endpoint is unreachable; try again shortly") from None
+            raise UpstreamError("The local BigQuery endpoint is unreachable; try again shortly", kind="unreachable") from None
         if resp.code not in (200, 409):
             raise UpstreamError(f"Could not create your BigQuery dataset {dataset} (HTTP {resp.code})")
         created.add(dataset)
