@@ -17,4 +17,19 @@ Modules, one job each:
 - :mod:`.uploads` - multipart and resumable upload parsing;
 - :mod:`.seed` - the deterministic demo dataset;
 - ``__main__`` - the command line.
+
+Why our own endpoint and not ``bqemulator``
+-------------------------------------------
+Compared side by side (recorded in issue 14, Dec 2026) on the same 37
+google-cloud-bigquery operations (client 3.x as pinned in
+``images/singleuser/requirements.txt``): this endpoint (DuckDB 2.0.0,
+sqlglot 30.30.0) passed 35; ``bqemulator`` 1.4.0 from PyPI passed 20. In
+bqemulator, uploads under 5 MiB fail, so ``load_table_from_dataframe``,
+``load_table_from_json`` and pandas-gbq ``to_gbq`` fail; it has no
+authentication and no hook for one (we enforce per-user grants from the
+broker's token on every request); DuckDB file functions in SQL read the
+server's own files (``engine`` refuses them); it downloads at start (no
+network here); and it cannot be installed beside our ``sqlglot`` pin. Keep
+this endpoint unless those change; do not redo the comparison without a new
+bqemulator release.
 """
