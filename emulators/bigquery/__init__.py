@@ -21,7 +21,7 @@ Modules, one job each:
 Why our own endpoint and not ``bqemulator``
 -------------------------------------------
 Compared side by side (recorded in issue 14, Dec 2026) on the same 37
-google-cloud-bigquery operations (client 3.x as pinned in
+google-cloud-bigquery operations (client 3.47.0, as pinned in
 ``images/singleuser/requirements.txt``): this endpoint (DuckDB 2.0.0,
 sqlglot 30.30.0) passed 35; ``bqemulator`` 1.4.0 from PyPI passed 20. In
 bqemulator, uploads under 5 MiB fail, so ``load_table_from_dataframe``,
