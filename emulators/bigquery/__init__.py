@@ -6,8 +6,11 @@ and a bearer token from :mod:`labdeck.emulators.bigquery.tokens`.
 
 Modules, one job each:
 
-- :mod:`.app` - tornado handlers for the REST subset (datasets, tables,
-  tabledata, insertAll, jobs.insert/get/query/getQueryResults, load uploads);
+- :mod:`.app` - the tornado application and the REST handlers of datasets,
+  tables, tabledata and insertAll;
+- :mod:`.base` - what every handler shares (authentication, JSON replies, logging);
+- :mod:`.jobs_api` - jobs.insert/get/list/cancel, jobs.query, getQueryResults
+  and load uploads;
 - :mod:`.access` - pure grant checks against the token's claims;
 - :mod:`.translate` - pure BigQuery -> DuckDB SQL (sqlglot) and the tables a
   statement reads and writes;

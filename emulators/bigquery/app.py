@@ -10,18 +10,13 @@ per request: method, path (no query string), status, time, principal.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
-from urllib.parse import quote
+from typing import Any
 
 import tornado.web
-from tornado.ioloop import IOLoop
 
-from .tokens import TokenError, verify
 from . import access
 from .engine import Engine
 from .errors import ApiError, not_found
@@ -29,120 +24,13 @@ from .jobs import (
     LOCATION,
     JobStore,
     check_ids,
-    check_job_id,
-    finished_job,
-    now_ms,
-    run_query,
     table_ref,
 )
 from .translate import TableRef
-from .uploads import ResumableUploads, parse_content_range, parse_multipart, spool
+from .uploads import ResumableUploads
 
-log = logging.getLogger("labdeck.bigquery")
-
-API = r"/bigquery/v2/projects/([^/]+)"
-UPLOAD = r"/upload/bigquery/v2/projects/([^/]+)/jobs"
-
-
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    request = handler.request
-    sub = (getattr(handler, "claims", None) or {}).get("sub", "-")
-    log.info(
-        "%s %s %d %.1fms sub=%s",
-        request.method,
-        request.path,
-        handler.get_status(),
-        1000.0 * request.request_time(),
-        sub,
-    )
-
-
-class BaseHandler(tornado.web.RequestHandler):
-    """Authentication, JSON bodies, BigQuery-shaped errors, thread-pool execution."""
-
-    claims: dict[str, Any]
-
-    @property
-    def engine(self) -> Engine:
-        return self.settings["bq_engine"]
-
-    @property
-    def jobs(self) -> JobStore:
-        return self.settings["bq_jobs"]
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-
-    def compute_etag(self) -> None:
-        return None
-
-    def prepare(self) -> None:
-        self.claims = {}
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError("unauthorized", "Request is missing required authentication credential. "
-                           "Expected a labdeck bearer token.")
-        try:
-            self.claims = verify(self.settings["bq_key"], token.strip())
-        except TokenError as err:
-            raise ApiError("unauthorized", f"Request had invalid authentication credentials: {err}") from None
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            error = exc
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
-            reason = {401: "unauthorized", 403: "accessDenied", 404: "notFound", 409: "duplicate"}
-            error = ApiError(reason.get(exc.status_code, "invalid"), exc.log_message or self._reason)
-        else:
-            error = ApiError("backendError", "Internal error in the local BigQuery endpoint")
-        self.set_status(error.code)
-        if error.code == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="labdeck-bigquery"')
-        self.finish(json.dumps(error.body()))
-
-    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001
-        if isinstance(value, ApiError):
-            return  # an expected, client-facing error; the access log line has the status
-        if isinstance(value, tornado.web.HTTPError):
-            return
-        log.error("unexpected error handling %s %s: %s", self.request.method, self.request.path,
-                  type(value).__name__, exc_info=(typ, value, tb))
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
-            status_code = exc.code
-        super().send_error(status_code, **kwargs)
-
-    def body_json(self) -> dict[str, Any]:
-        if not self.request.body:
-            return {}
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise ApiError("invalid", "Request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError("invalid", "Request body must be a JSON object")
-        return body
-
-    def int_arg(self, name: str, default: int | None = None) -> int | None:
-        value = self.get_query_argument(name, None)
-        if value is None or value == "":
-            return default
-        try:
-            return max(0, int(value))
-        except ValueError:
-            raise ApiError("invalid", f"Invalid value for {name}: expected an integer") from None
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await IOLoop.current().run_in_executor(self.settings["bq_executor"], fn, *args)
-
-    def reply(self, body: dict[str, Any], status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(json.dumps(body))
-
+from .base import API, UPLOAD, BaseHandler, _log_request
+from .jobs_api import JobHandler, JobsHandler, QueriesHandler, QueryResultsHandler, UploadHandler
 
 def _dataset_resource(project: str, dataset: str) -> dict[str, Any]:
     return {
@@ -152,7 +40,6 @@ def _dataset_resource(project: str, dataset: str) -> dict[str, Any]:
         "location": LOCATION,
         "type": "DEFAULT",
     }
-
 
 def _table_resource(ref: TableRef, kind: str, fields: list[dict[str, Any]], rows: int) -> dict[str, Any]:
     body = {
@@ -167,7 +54,6 @@ def _table_resource(ref: TableRef, kind: str, fields: list[dict[str, Any]], rows
         body["numRows"] = str(rows)
         body["numBytes"] = "0"
     return body
-
 
 class DatasetsHandler(BaseHandler):
     """``datasets.list`` and ``datasets.insert``."""
@@ -193,7 +79,6 @@ class DatasetsHandler(BaseHandler):
         await self.run(self.engine.create_dataset, target_project, dataset)
         self.reply(_dataset_resource(target_project, dataset))
 
-
 class DatasetHandler(BaseHandler):
     """``datasets.get`` and ``datasets.delete``."""
 
@@ -215,7 +100,6 @@ class DatasetHandler(BaseHandler):
         raise ApiError("invalid", "Updating datasets is not supported by the local BigQuery endpoint")
 
     put = patch
-
 
 class TablesHandler(BaseHandler):
     """``tables.list`` and ``tables.insert``."""
@@ -267,7 +151,6 @@ class TablesHandler(BaseHandler):
         rows = await self.run(self.engine.num_rows, ref) if kind == "TABLE" else 0
         self.reply(_table_resource(ref, kind, fields, rows))
 
-
 class TableHandler(TablesHandler):
     """``tables.get`` and ``tables.delete``."""
 
@@ -293,7 +176,6 @@ class TableHandler(TablesHandler):
 
     put = patch
 
-
 class TableDataHandler(BaseHandler):
     """``tabledata.list``: a page of rows."""
 
@@ -315,7 +197,6 @@ class TableDataHandler(BaseHandler):
                 body["pageToken"] = str(start + len(rows))
         self.reply(body)
 
-
 class InsertAllHandler(BaseHandler):
     """``tabledata.insertAll`` (streaming inserts), all rows or none."""
 
@@ -331,177 +212,12 @@ class InsertAllHandler(BaseHandler):
             await self.run(self.engine.insert_json_rows, ref, rows)
         self.reply({"kind": "bigquery#tableDataInsertAllResponse"})
 
-
-class JobsHandler(BaseHandler):
-    """``jobs.insert`` (query jobs) and ``jobs.list``."""
-
-    async def post(self, project: str) -> None:
-        check_ids(project)
-        access.require_job_project(self.claims, project)
-        body = self.body_json()
-        ref = body.get("jobReference") or {}
-        job_id = str(ref.get("jobId") or JobStore.new_id())
-        check_job_id(job_id)
-        self.jobs.reserve(project, job_id)
-        configuration = body.get("configuration") or {}
-        if "query" not in configuration:
-            raise ApiError("invalid", "Only query jobs can be inserted here; load jobs go through "
-                           "the upload endpoint, copy and extract jobs are not supported")
-        created = now_ms()
-        try:
-            result = await self.run(run_query, self.engine, self.claims, project,
-                                    configuration.get("query") or {})
-            job = finished_job(project, job_id, self.claims["sub"], "QUERY", configuration,
-                               created, result=result)
-        except ApiError as err:
-            job = finished_job(project, job_id, self.claims["sub"], "QUERY", configuration,
-                               created, error=err)
-        self.jobs.add(job)
-        self.reply(job.resource())
-
-    async def get(self, project: str) -> None:
-        check_ids(project)
-        jobs = self.jobs.list(project, self.claims)
-        self.reply({
-            "kind": "bigquery#jobList",
-            "jobs": [{**j.resource(), "state": "DONE"} for j in jobs[: self.int_arg("maxResults", 1000)]],
-        })
-
-
-class JobHandler(BaseHandler):
-    """``jobs.get`` and ``jobs.cancel`` (jobs are always done already)."""
-
-    async def get(self, project: str, job_id: str) -> None:
-        check_ids(project)
-        check_job_id(job_id)
-        self.reply(self.jobs.get(project, job_id, self.claims).resource())
-
-    async def post(self, project: str, job_id: str) -> None:
-        check_ids(project)
-        check_job_id(job_id)
-        job = self.jobs.get(project, job_id, self.claims)
-        self.reply({"kind": "bigquery#jobCancelResponse", "job": job.resource()})
-
-
-class QueriesHandler(BaseHandler):
-    """``jobs.query``: run a query and return the first page of rows."""
-
-    async def post(self, project: str) -> None:
-        check_ids(project)
-        access.require_job_project(self.claims, project)
-        body = self.body_json()
-        if body.get("dryRun"):
-            raise ApiError("invalid", "Dry runs are not supported by the local BigQuery endpoint")
-        max_results = body.get("maxResults")
-        if max_results is not None and not str(max_results).isdigit():
-            raise ApiError("invalid", "Invalid value for maxResults: expected an integer")
-        job_id = JobStore.new_id()
-        created = now_ms()
-        result = await self.run(run_query, self.engine, self.claims, project, body)
-        config = {"query": {k: v for k, v in body.items()
-                            if k in ("query", "defaultDataset", "useLegacySql", "queryParameters")}}
-        job = finished_job(project, job_id, self.claims["sub"], "QUERY", config, created, result=result)
-        self.jobs.add(job)
-        self.reply(job.query_results(0, int(max_results) if max_results is not None else None,
-                                     kind="bigquery#queryResponse"))
-
-
-class QueryResultsHandler(BaseHandler):
-    """``jobs.getQueryResults``: pages of a finished query job."""
-
-    async def get(self, project: str, job_id: str) -> None:
-        check_ids(project)
-        check_job_id(job_id)
-        job = self.jobs.get(project, job_id, self.claims)
-        token = self.get_query_argument("pageToken", None)
-        start = int(token) if token and token.isdigit() else (self.int_arg("startIndex") or 0)
-        self.reply(job.query_results(start, self.int_arg("maxResults")))
-
-
-class UploadHandler(BaseHandler):
-    """Load jobs with data: ``uploadType=multipart`` and ``uploadType=resumable``."""
-
-    @property
-    def uploads(self) -> ResumableUploads:
-        return self.settings["bq_uploads"]
-
-    def _load_target(self, project: str, metadata: dict[str, Any]) -> tuple[str, dict[str, Any], TableRef]:
-        access.require_job_project(self.claims, project)
-        job_id = str((metadata.get("jobReference") or {}).get("jobId") or JobStore.new_id())
-        check_job_id(job_id)
-        self.jobs.reserve(project, job_id)
-        load = (metadata.get("configuration") or {}).get("load")
-        if not isinstance(load, dict):
-            raise ApiError("invalid", "Upload metadata needs configuration.load")
-        ref = table_ref(load.get("destinationTable"), project)
-        if ref is None:
-            raise ApiError("invalid", "configuration.load.destinationTable is required")
-        access.require_write(self.claims, ref.project, ref.dataset, f"Table {ref}")
-        return job_id, load, ref
-
-    async def _load(self, project: str, metadata: dict[str, Any], path: str) -> None:
-        job_id, load, ref = self._load_target(project, metadata)
-        created = now_ms()
-        configuration = metadata.get("configuration") or {}
-        try:
-            rows = await self.run(self.engine.load_file, ref, path, load)
-            job = finished_job(project, job_id, self.claims["sub"], "LOAD", configuration,
-                               created, output_rows=rows)
-        except ApiError as err:
-            job = finished_job(project, job_id, self.claims["sub"], "LOAD", configuration,
-                               created, error=err)
-        finally:
-            os.unlink(path)
-        self.jobs.add(job)
-        self.reply(job.resource())
-
-    async def post(self, project: str) -> None:
-        check_ids(project)
-        upload_type = self.get_query_argument("uploadType", "")
-        if upload_type == "multipart":
-            metadata, data = parse_multipart(self.request.headers.get("Content-Type", ""),
-                                             self.request.body)
-            self._load_target(project, metadata)  # authorize before spooling anything
-            path = spool(self.settings["bq_scratch"], data)
-            await self._load(project, metadata, path)
-        elif upload_type == "resumable":
-            metadata = self.body_json()
-            self._load_target(project, metadata)
-            session = self.uploads.start(self.claims["sub"], project, metadata)
-            base = f"{self.request.protocol}://{self.request.host}"
-            self.set_header(
-                "Location",
-                f"{base}/upload/bigquery/v2/projects/{quote(project)}/jobs?uploadType=resumable"
-                f"&upload_id={session.upload_id}",
-            )
-            self.reply({})
-        else:
-            raise ApiError("invalid", "uploadType must be multipart or resumable")
-
-    async def put(self, project: str) -> None:
-        check_ids(project)
-        session = self.uploads.get(self.get_query_argument("upload_id", ""), self.claims["sub"], project)
-        first, _last, total = parse_content_range(self.request.headers.get("Content-Range"))
-        chunk = self.request.body
-        if chunk:
-            await self.run(self.uploads.append, session, first, chunk)
-        if total is not None and session.received >= total:
-            self.uploads.finish(session)
-            await self._load(project, session.metadata, session.path)
-            return
-        self.set_status(308)
-        if session.received:
-            self.set_header("Range", f"bytes=0-{session.received - 1}")
-        self.finish()
-
-
 class NotFoundHandler(BaseHandler):
     """Anything else: a BigQuery-shaped 404 (after authentication, so nothing leaks)."""
 
     def prepare(self) -> None:
         super().prepare()
         raise not_found(f"{self.request.method} {self.request.path}")
-
 
 def make_app(
     engine: Engine,
