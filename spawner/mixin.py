@@ -19,42 +19,15 @@ The mixin comes first in the MRO and always calls ``super()``.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Bool, Dict, Float, List, Unicode, default, validate
 from traitlets.config import Configurable
 
 from labdeck.hub import contract
 
-from . import builders, profiles
-
-
-_BROKER_CLIENT = None
-
-
-def _broker_client() -> AsyncHTTPClient:
-    """One HTTP client for broker calls, separate from the hub's own (proxy, servers)."""
-    global _BROKER_CLIENT
-    if _BROKER_CLIENT is None:
-        _BROKER_CLIENT = AsyncHTTPClient(force_instance=True, max_clients=64)
-    return _BROKER_CLIENT
-
-
-def _broker_may_come_back(error: BaseException) -> bool:
-    """A refused or reset connection, or a name not resolvable yet: a broker (re)starting.
-
-    A timeout is not retried: the request already waited ``credential_timeout``.
-    """
-    import socket
-
-    from tornado.httpclient import HTTPClientError
-
-    if isinstance(error, HTTPClientError):  # 599: tornado's own timeout
-        return False
-    return isinstance(error, (ConnectionRefusedError, ConnectionResetError, socket.gaierror, BrokenPipeError))
+from . import brokercall, builders, profiles, progress
 
 
 class LabdeckSpawnerMixin(Configurable):
@@ -341,6 +314,12 @@ class LabdeckSpawnerMixin(Configurable):
         )
         if self.runs_url:
             env["LABDECK_RUNS_URL"] = self.runs_url
+            # jupyter-scheduler's runtime environments (labdeck.runs.jupyter_scheduler): the spawn form's rules
+            import json
+
+            env["LABDECK_RUN_PROFILES"] = json.dumps(
+                profiles.run_profiles(self.profiles, self.labdeck_groups(), self.labdeck_unavailable()), separators=(",", ":")
+            )
         if self.labdeck_choice is not None:
             env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
             if self.labdeck_choice.size:
@@ -376,37 +355,8 @@ class LabdeckSpawnerMixin(Configurable):
         """labdeck's own steps merged with the backend's events (never swallowed)."""
         if not hasattr(self, "_labdeck_events"):
             self._progress_reset()
-        backend = super().progress()
-        queue: asyncio.Queue = asyncio.Queue()
-        finished = object()
-
-        async def pump():
-            try:
-                async for event in backend:
-                    await queue.put(event)
-            finally:
-                await queue.put(finished)
-
-        pump_task = asyncio.ensure_future(pump())
-        sent = 0
-        backend_done = False
-        try:
-            while True:
-                while sent < len(self._labdeck_events):
-                    yield self._labdeck_events[sent]
-                    sent += 1
-                if self._labdeck_done and backend_done:
-                    return
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=0.25)
-                except asyncio.TimeoutError:
-                    continue
-                if event is finished:
-                    backend_done = True
-                else:
-                    yield event
-        finally:
-            pump_task.cancel()
+        async for event in progress.merge(self._labdeck_events, lambda: self._labdeck_done, super().progress()):
+            yield event
 
     # ----------------------------------------------------------------- start
 
@@ -419,40 +369,7 @@ class LabdeckSpawnerMixin(Configurable):
     async def _issue_credentials(self, provider: str = "aws") -> None:
         """Ask the broker for this user's credentials with the server's own token."""
         url = self._broker_hub_url().rstrip("/") + f"/{provider}/credentials"
-        req = HTTPRequest(
-            url,
-            method="POST",
-            body=b"",
-            headers={"Authorization": f"token {self.api_token}"},
-            # tornado's default connect timeout (20 s) also bounds the time a request
-            # waits for a free connection: under a spawn storm that is not enough
-            connect_timeout=self.credential_timeout,
-            request_timeout=self.credential_timeout,
-        )
-        deadline = time.monotonic() + self.credential_timeout
-        delay = 0.1
-        while True:
-            try:
-                resp = await _broker_client().fetch(req, raise_error=False)
-                break
-            except Exception as e:  # connection refused, DNS, timeout
-                left = deadline - time.monotonic()
-                if left <= 0 or not _broker_may_come_back(e):
-                    self.log.warning("Credential request for %s failed: %s", self._log_name, e)
-                    raise RuntimeError(f"The credential broker is unreachable ({type(e).__name__}); contact your admin") from None
-                # a broker that is (re)starting refuses connections for a moment:
-                # wait for it, within credential_timeout, instead of failing the spawn
-                if delay == 0.1:
-                    self.log.info("Credential broker not reachable yet for %s (%s); waiting", self._log_name, type(e).__name__)
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, 1.0)
-        if resp.code != 200:
-            try:
-                reason = json.loads(resp.body).get("error", "")
-            except Exception:
-                reason = ""
-            label = {"aws": "S3", "gcp": "BigQuery"}.get(provider, provider)
-            raise RuntimeError(f"Could not issue {label} credentials: {reason or f'HTTP {resp.code}'}")
+        await brokercall.issue(url, self.api_token, self.credential_timeout, provider, self.log, self._log_name)
 
     async def _issue_all(self, steps) -> None:
         results = await asyncio.gather(*(self._issue_credentials(p) for p, _ in steps), return_exceptions=True)
