@@ -17,7 +17,7 @@ Modules, one job each:
 - :mod:`.schema` - pure type mapping and ``{"f": [{"v": ...}]}`` row encoding;
 - :mod:`.engine` - DuckDB storage and execution (one lock, no file access from SQL);
 - :mod:`.jobs` - running and recording query/load jobs;
-- :mod:`.uploads` - multipart and resumable upload parsing;
+- :mod:`.uploads` - multipart and resumable upload parsing, and reading the uploaded data;
 - :mod:`.seed` - the deterministic demo dataset;
 - ``__main__`` - the command line.
 

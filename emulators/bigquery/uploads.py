@@ -19,6 +19,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pa_parquet
+
 from .errors import ApiError
 
 _BOUNDARY_RE = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
@@ -149,3 +154,40 @@ class ResumableUploads:
             os.unlink(session.path)
         except FileNotFoundError:
             pass
+
+
+def read_upload(fmt: str, path: str, load: dict[str, Any], columns: list[str]) -> pa.Table:
+    """Read uploaded load-job data with pyarrow (DuckDB itself has no file access).
+
+    Parameters
+    ----------
+    fmt : str
+        ``PARQUET``, ``CSV`` or ``NEWLINE_DELIMITED_JSON``.
+    path : str
+        The spooled upload.
+    load : dict
+        ``configuration.load`` (``skipLeadingRows``, ``fieldDelimiter``).
+    columns : list of str
+        Column names from the job's schema; CSV cells are then read as text
+        and cast by DuckDB on insert. Empty: names come from the data.
+    """
+    try:
+        if fmt == "PARQUET":
+            return pa_parquet.read_table(path)
+        if fmt == "NEWLINE_DELIMITED_JSON":
+            return pa_json.read_json(path)
+        if fmt == "CSV":
+            skip = int(load.get("skipLeadingRows") or 0)
+            parse = pa_csv.ParseOptions(delimiter=str(load.get("fieldDelimiter") or ","))
+            if columns:
+                read = pa_csv.ReadOptions(skip_rows=skip, column_names=columns)
+                convert = pa_csv.ConvertOptions(
+                    column_types={c: pa.string() for c in columns}, strings_can_be_null=True
+                )
+            else:
+                read = pa_csv.ReadOptions(skip_rows=max(skip - 1, 0), autogenerate_column_names=not skip)
+                convert = pa_csv.ConvertOptions(strings_can_be_null=True)
+            return pa_csv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    except (pa.ArrowException, ValueError, OSError) as err:
+        raise ApiError("invalid", f"Error while reading data: {err}") from None
+    raise ApiError("invalid", f"Source format {fmt} is not supported by the local BigQuery endpoint")
