@@ -19,13 +19,16 @@ test: deps browser-deps
 
 deps: $(STAMP) $(CHP)
 
-$(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt images/singleuser/overrides.json
+$(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt images/singleuser/overrides.json images/singleuser/jupyter_server_config.d/labdeck.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -r images/hub/requirements.txt -r images/singleuser/requirements.txt -e ".[local,kube,oidc,test]"
 	# JupyterLab defaults shared with the single-user image (no news prompt, no update check)
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp images/singleuser/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	# user servers: jupyter-scheduler on labdeck's runs service, the share dialog's API (as the image)
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp images/singleuser/jupyter_server_config.d/labdeck.json $(VENV)/etc/jupyter/jupyter_server_config.d/labdeck.json
 	touch $@
 
 $(CHP): package.json package-lock.json

@@ -174,6 +174,9 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
         # the service serves under the hub's base URL (JupyterHub's prefix of a service: <base_url>services/<name>/)
         base = mode.server_service_urls[contract.RUNS].rstrip("/") + v("hub.baseUrl", "/").rstrip("/")
         mixin.runs_url = contract.service_url(base, contract.RUNS)
+    if contract.VIEWER in mode.server_service_urls and contract.VIEWER in enabled_services(v):
+        base = mode.server_service_urls[contract.VIEWER].rstrip("/") + v("hub.baseUrl", "/").rstrip("/")
+        mixin.viewer_url = contract.service_url(base, contract.VIEWER)
     mixin.aws_region = v("cloud.aws.region", contract.DEFAULT_REGION)
     mixin.s3_bucket = v("cloud.aws.bucket", "")
     mixin.aws_endpoint_url = v("cloud.aws.endpointUrl", "")
@@ -305,6 +308,9 @@ def update_services(c: Config, v: Values, mode: Mode) -> None:
     server = ["users:activity!user", "access:servers!server"]
     if contract.RUNS in enabled:
         server.append(f"access:services!service={contract.RUNS}")
+    if contract.VIEWER in enabled:
+        # the Lab's share dialog (labdeck.runs.lab_shares) calls the viewer's share API with the server's token
+        server.append(f"access:services!service={contract.VIEWER}")
     roles.append({"name": "server", "scopes": server})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles

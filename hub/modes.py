@@ -34,6 +34,7 @@ MODE_TABLE: dict[str, str] = {
     "ConfigurableHTTPProxy.api_url": "addresses: loopback port locally, the proxy-api Service on Kubernetes",
     "LabdeckSpawnerMixin.broker_url": "addresses: the broker as a user server reaches it",
     "LabdeckSpawnerMixin.runs_url": "addresses: the runs service as a user server reaches it",
+    "LabdeckSpawnerMixin.viewer_url": "addresses: the viewer service as a user server reaches it",
     "services[*].url": "addresses: where the hub reaches each service",
     "JupyterHub.db_url": "state: a sqlite file in the state directory locally; hub.db on Kubernetes",
     "JupyterHub.pid_file": "state: the runner's pid files live in the state directory",

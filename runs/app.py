@@ -19,7 +19,7 @@ from traitlets import Float, Integer, Unicode, default
 from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
-from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, SchedulesHandler
+from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, ScheduleRunsHandler, SchedulesHandler
 from .launcher import HubLauncher
 from .metrics import RunsMetrics
 from .scheduler import Scheduler
@@ -169,6 +169,7 @@ class RunsApp(LabdeckServiceApp):
                 (p + r"api/schedules", SchedulesHandler),
                 (p + r"api/schedules/([^/]+)", ScheduleHandler),
                 *self.base_handlers(),
+                (p + r"api/schedules/([^/]+)/runs", ScheduleRunsHandler),
             ],
             runs_app=self,
             log_function=self.log_request,

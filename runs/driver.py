@@ -6,7 +6,9 @@ user's, and S3 access uses the server's own credentials (``AWS_CONFIG_FILE``
 → broker). Steps:
 
 1. resolve the notebook under the home (refusing anything that escapes it)
-   and hash it (sha256) — the input file is only ever read;
+   — or, for a run with ``staged_input``, download that snapshot from the
+   owner's S3 home (jupyter-scheduler jobs: a run's server may have a home of
+   its own) — and hash it (sha256); the input is only ever read;
 2. run ``python -m papermill`` in its own process group with the parameters
    (papermill injects them as a cell tagged ``injected-parameters`` after the
    cell tagged ``parameters``) and a deadline; on timeout the whole group is
@@ -49,6 +51,26 @@ def resolve_notebook(home: Path, notebook: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"notebook not found in your home: {notebook}")
     return path
+
+
+def fetch_staged(bucket: str, user: str, staged_input: str, dest_dir: Path, name: str) -> Path:
+    """Download the staged snapshot ``home/<user>/<staged_input>`` into ``dest_dir/name``."""
+    import boto3
+
+    key = home_prefix(user) + validate_notebook_path(staged_input)
+    dest = dest_dir / Path(name).name
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    dest.write_bytes(body)
+    return dest
+
+
+def working_dir(home: Path, notebook: str) -> Path:
+    """The notebook's folder in the home when it exists there (relative paths in the notebook work), else the home."""
+    home = home.resolve()
+    folder = (home / notebook).parent.resolve()
+    if (folder == home or home in folder.parents) and folder.is_dir():
+        return folder
+    return home
 
 
 def run_papermill(src: Path, dst: Path, parameters: dict, timeout: float, cwd: Path) -> tuple[str, str | None]:
@@ -125,15 +147,20 @@ def execute(spec: dict, home: Path | None = None) -> dict:
         if not key.startswith(home_prefix(user) + "runs/"):
             return {"status": FAILED, "error": "output keys must be under the owner's runs/ prefix"}
     started = time.time()
-    try:
-        src = resolve_notebook(home, spec["notebook"])
-        source = src.read_bytes()
-    except (OSError, ValueError) as e:
-        return {"status": FAILED, "error": str(e), "started": started, "finished": time.time()}
-    digest = hashlib.sha256(source).hexdigest()
     with tempfile.TemporaryDirectory(prefix="labdeck-run-") as tmp:
+        try:
+            if spec.get("staged_input"):
+                src = fetch_staged(spec["bucket"], user, spec["staged_input"], Path(tmp), spec["notebook"])
+                cwd = working_dir(home, spec["notebook"])
+            else:
+                src = resolve_notebook(home, spec["notebook"])
+                cwd = src.parent
+            source = src.read_bytes()
+        except Exception as e:  # noqa: BLE001 - OSError, ValueError, botocore errors: the run fails readably
+            return {"status": FAILED, "error": str(e)[:300] or type(e).__name__, "started": started, "finished": time.time()}
+        digest = hashlib.sha256(source).hexdigest()
         dst = Path(tmp) / "output.ipynb"
-        status, error = run_papermill(src, dst, spec.get("parameters") or {}, float(spec["timeout"]), src.parent)
+        status, error = run_papermill(src, dst, spec.get("parameters") or {}, float(spec["timeout"]), cwd)
         finished = time.time()
         meta = labdeck_metadata(
             run_id=spec["run_id"], owner=user, notebook=spec["notebook"], parameters=spec.get("parameters") or {},

@@ -19,11 +19,12 @@ from labdeck.hub.service import JSONErrorsMixin, TokenAuthMixin
 from . import cron as cronlib
 from .params import InvalidParameters, validate_parameters
 from .paths import InvalidPath, is_run_id, validate_notebook_path
-from .records import validate_profile
+from .records import ACTIVE, validate_meta, validate_profile
 from .scheduler import LimitExceeded
 
-_SCHEDULE_FIELDS = {"notebook", "parameters", "profile", "cron", "timeout", "enabled"}
-_RUN_FIELDS = {"notebook", "parameters", "profile", "timeout"}
+_SCHEDULE_FIELDS = {"notebook", "parameters", "profile", "cron", "timeout", "enabled", "staged_input", "meta"}
+_RUN_FIELDS = {"notebook", "parameters", "profile", "timeout", "staged_input", "meta"}
+_SCHEDULE_EDITS = {"enabled", "cron", "notebook", "parameters", "profile", "timeout", "staged_input", "meta"}
 
 
 class APIHandler(TokenAuthMixin, JSONErrorsMixin, HubAuthenticated, web.RequestHandler):
@@ -85,10 +86,25 @@ class APIHandler(TokenAuthMixin, JSONErrorsMixin, HubAuthenticated, web.RequestH
             profile = validate_profile(data.get("profile"))
         except (InvalidPath, InvalidParameters, ValueError) as e:
             raise web.HTTPError(400, str(e)) from None
-        timeout = data.get("timeout", self.app.default_timeout)
+        timeout = self.timeout(data.get("timeout", self.app.default_timeout))
+        return notebook, parameters, profile, timeout
+
+    def timeout(self, timeout) -> int:
         if isinstance(timeout, bool) or not isinstance(timeout, int) or not (1 <= timeout <= self.app.max_timeout):
             raise web.HTTPError(400, f"timeout must be an integer number of seconds between 1 and {self.app.max_timeout}")
-        return notebook, parameters, profile, timeout
+        return timeout
+
+    def extras(self, data: dict) -> dict:
+        """``staged_input`` (a notebook key in the caller's S3 home) and ``meta`` (opaque client labels)."""
+        out = {}
+        try:
+            if "staged_input" in data:
+                out["staged_input"] = None if data["staged_input"] is None else validate_notebook_path(data["staged_input"])
+            if "meta" in data:
+                out["meta"] = validate_meta(data["meta"])
+        except (InvalidPath, ValueError) as e:
+            raise web.HTTPError(400, f"staged_input/meta: {e}") from None
+        return out
 
     def visible(self, owner: str) -> bool:
         return owner == self.user_name or self.is_admin
@@ -116,9 +132,10 @@ class RunsHandler(APIHandler):
 
     @web.authenticated
     def post(self):
-        notebook, parameters, profile, timeout = self.common(self.body(_RUN_FIELDS))
+        data = self.body(_RUN_FIELDS)
+        notebook, parameters, profile, timeout = self.common(data)
         try:
-            run = self.scheduler.submit(self.user_name, notebook, parameters, profile, timeout)
+            run = self.scheduler.submit(self.user_name, notebook, parameters, profile, timeout, **self.extras(data))
         except LimitExceeded as e:
             raise web.HTTPError(429, str(e)) from None
         self.set_status(201)
@@ -128,13 +145,23 @@ class RunsHandler(APIHandler):
 class RunHandler(APIHandler):
     def _run(self, run_id):
         run = self.scheduler.store.get_run(run_id) if is_run_id(run_id) else None
-        if run is None or not self.visible(run.owner):
+        if run is None or run.deleted is not None or not self.visible(run.owner):
             raise web.HTTPError(404, "No such run")
         return run
 
     @web.authenticated
     def get(self, run_id):
         self.finish(json.dumps(self._run(run_id).to_api()))
+
+    @web.authenticated
+    def delete(self, run_id):
+        """Forget a finished run's record; its output notebook in S3 is immutable and stays."""
+        run = self._run(run_id)
+        if run.status in ACTIVE:
+            raise web.HTTPError(409, f"Run {run.id} is {run.status}; only finished runs can be deleted")
+        self.scheduler.store.delete_run(run.id, self.scheduler.clock())
+        self.set_status(204)
+        self.finish()
 
 
 class SchedulesHandler(APIHandler):
@@ -155,7 +182,7 @@ class SchedulesHandler(APIHandler):
         mine = self.scheduler.store.list_schedules(owner=self.user_name)
         if len(mine) >= self.app.max_schedules_per_user:
             raise web.HTTPError(429, f"at most {self.app.max_schedules_per_user} schedules per user")
-        sched = self.scheduler.add_schedule(self.user_name, notebook, parameters, profile, expr, timeout)
+        sched = self.scheduler.add_schedule(self.user_name, notebook, parameters, profile, expr, timeout, **self.extras(data))
         if data.get("enabled") is False:
             self.scheduler.store.update_schedule(sched.id, enabled=False)
             sched.enabled = False
@@ -178,8 +205,19 @@ class ScheduleHandler(APIHandler):
     @web.authenticated
     def patch(self, sched_id):
         sched = self._sched(sched_id)
-        data = self.body({"enabled", "cron"})
-        fields = {}
+        data = self.body(_SCHEDULE_EDITS)
+        fields = self.extras(data)
+        try:
+            if "notebook" in data:
+                fields["notebook"] = validate_notebook_path(data["notebook"])
+            if "parameters" in data:
+                fields["parameters"] = validate_parameters(data["parameters"])
+            if "profile" in data:
+                fields["profile"] = validate_profile(data["profile"])
+        except (InvalidPath, InvalidParameters, ValueError) as e:
+            raise web.HTTPError(400, str(e)) from None
+        if "timeout" in data:
+            fields["timeout"] = self.timeout(data["timeout"])
         if "enabled" in data:
             if not isinstance(data["enabled"], bool):
                 raise web.HTTPError(400, "enabled must be true or false")
@@ -200,6 +238,25 @@ class ScheduleHandler(APIHandler):
         self.scheduler.store.delete_schedule(sched.id)
         self.set_status(204)
         self.finish()
+
+
+class ScheduleRunsHandler(ScheduleHandler):
+    """``POST api/schedules/<id>/runs``: run a schedule now (``{"parameters": {...}}`` overrides its own)."""
+
+    @web.authenticated
+    def post(self, sched_id):
+        sched = self._sched(sched_id)
+        data = self.body({"parameters"})
+        try:
+            parameters = validate_parameters(data.get("parameters"))
+        except InvalidParameters as e:
+            raise web.HTTPError(400, str(e)) from None
+        try:
+            run = self.scheduler.fire_now(sched, parameters)
+        except LimitExceeded as e:
+            raise web.HTTPError(429, str(e)) from None
+        self.set_status(201)
+        self.finish(json.dumps(run.to_api()))
 
 
 class HealthHandler(web.RequestHandler):

@@ -17,6 +17,7 @@ FINISHED = (SUCCEEDED, FAILED, TIMED_OUT)
 STATUSES = ACTIVE + FINISHED
 
 _PROFILE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_META_BYTES = 4096
 
 
 def new_run_id() -> str:
@@ -31,6 +32,25 @@ def validate_profile(value) -> str | None:
     if not isinstance(value, str) or not _PROFILE.match(value):
         raise ValueError("profile must be a profile slug (lowercase letters, digits, '-')")
     return value
+
+
+def validate_meta(value) -> dict:
+    """Opaque labels a client keeps with a run or schedule (e.g. a job name): a small JSON object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("meta must be a JSON object")
+    try:
+        size = len(json.dumps(value, sort_keys=True, allow_nan=False).encode())
+    except (TypeError, ValueError):
+        raise ValueError("meta must be JSON-serialisable") from None
+    if size > MAX_META_BYTES:
+        raise ValueError(f"meta is limited to {MAX_META_BYTES} bytes of JSON")
+    return dict(value)
+
+
+def _json_col(value) -> dict:
+    return json.loads(value) if value else {}
 
 
 @dataclass
@@ -52,6 +72,11 @@ class Run:
     input_sha256: str | None = None
     error: str | None = None
     fire_time: float | None = None
+    #: a snapshot of the notebook in the owner's S3 home (key relative to ``home/<owner>/``) to run
+    #: instead of the file in the server's home (jupyter-scheduler jobs stage their input there)
+    staged_input: str | None = None
+    meta: dict = field(default_factory=dict)
+    deleted: float | None = None
 
     @property
     def server_name(self) -> str:
@@ -64,12 +89,14 @@ class Run:
     def to_row(self) -> dict:
         row = dataclasses.asdict(self)
         row["parameters"] = json.dumps(self.parameters, sort_keys=True)
+        row["meta"] = json.dumps(self.meta or {}, sort_keys=True)
         return row
 
     @classmethod
     def from_row(cls, row) -> "Run":
         data = dict(row)
         data["parameters"] = json.loads(data["parameters"] or "{}")
+        data["meta"] = _json_col(data.get("meta"))
         return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
     def to_api(self) -> dict:
@@ -91,6 +118,8 @@ class Run:
             "output": self.output_url,
             "record": f"s3://{self.bucket}/{self.record_key}",
             "error": self.error,
+            "staged_input": self.staged_input,
+            "meta": self.meta or {},
         }
 
 
@@ -125,12 +154,15 @@ class Schedule:
     created: float
     enabled: bool = True
     last_fired: float | None = None
+    staged_input: str | None = None
+    meta: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_row(self) -> dict:
         row = dataclasses.asdict(self)
         row.pop("extra")
         row["parameters"] = json.dumps(self.parameters, sort_keys=True)
+        row["meta"] = json.dumps(self.meta or {}, sort_keys=True)
         row["enabled"] = int(self.enabled)
         return row
 
@@ -138,6 +170,7 @@ class Schedule:
     def from_row(cls, row) -> "Schedule":
         data = dict(row)
         data["parameters"] = json.loads(data["parameters"] or "{}")
+        data["meta"] = _json_col(data.get("meta"))
         data["enabled"] = bool(data["enabled"])
         return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls) if f.name != "extra"})
 
@@ -154,4 +187,6 @@ class Schedule:
             "created": iso(self.created),
             "last_fired": iso(self.last_fired),
             "next_fire": iso(next_fire),
+            "staged_input": self.staged_input,
+            "meta": self.meta or {},
         }

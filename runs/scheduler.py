@@ -68,14 +68,16 @@ class Scheduler:
 
     # ------------------------------------------------------------- creating
 
-    def new_run(self, owner, notebook, parameters, profile, timeout, schedule_id=None, fire_time=None) -> Run:
+    def new_run(
+        self, owner, notebook, parameters, profile, timeout, schedule_id=None, fire_time=None, staged_input=None, meta=None
+    ) -> Run:
         run_id = new_run_id()
         created = self.clock()
         out_key, rec_key = paths.output_keys(owner, notebook, created, run_id)
         return Run(
             id=run_id, owner=owner, notebook=notebook, parameters=parameters, profile=profile, created=created,
             timeout=int(timeout), output_key=out_key, record_key=rec_key, bucket=self.bucket,
-            schedule_id=schedule_id, fire_time=fire_time,
+            schedule_id=schedule_id, fire_time=fire_time, staged_input=staged_input, meta=dict(meta or {}),
         )
 
     def _check_queue(self, owner: str) -> None:
@@ -83,10 +85,10 @@ class Scheduler:
         if queued >= self.max_queued_per_user:
             raise LimitExceeded(f"{owner} already has {queued} queued runs (limit {self.max_queued_per_user})")
 
-    def submit(self, owner, notebook, parameters, profile, timeout) -> Run:
+    def submit(self, owner, notebook, parameters, profile, timeout, staged_input=None, meta=None) -> Run:
         """Queue a run now (inputs already validated by the caller)."""
         self._check_queue(owner)
-        run = self.new_run(owner, notebook, parameters, profile, timeout)
+        run = self.new_run(owner, notebook, parameters, profile, timeout, staged_input=staged_input, meta=meta)
         self.store.add_run(run)
         self.log.info("Run %s queued for %s: %s", run.id, owner, notebook)
         self.dispatch()
@@ -114,11 +116,30 @@ class Scheduler:
                 self.store.update_schedule(sched.id, last_fired=due)
                 self.log.warning("Schedule %s not fired: %s", sched.id, e)
                 continue
-            run = self.new_run(sched.owner, sched.notebook, sched.parameters, sched.profile, sched.timeout, sched.id, due)
+            run = self.new_run(
+                sched.owner, sched.notebook, sched.parameters, sched.profile, sched.timeout, sched.id, due,
+                staged_input=sched.staged_input, meta=sched.meta,
+            )
             self.store.add_run(run, schedule=sched)
             self.log.info("Schedule %s fired for %s (cron time %s): run %s", sched.id, sched.owner, paths.iso(due), run.id)
             fired.append(run)
         return fired
+
+    def fire_now(self, sched: Schedule, parameters: dict | None = None) -> Run:
+        """Queue one run of ``sched`` now ("run now"; its cron times are untouched).
+
+        ``parameters`` override the schedule's for this run only.
+        """
+        self._check_queue(sched.owner)
+        params = {**sched.parameters, **(parameters or {})}
+        run = self.new_run(
+            sched.owner, sched.notebook, params, sched.profile, sched.timeout, sched.id, None,
+            staged_input=sched.staged_input, meta=sched.meta,
+        )
+        self.store.add_run(run)
+        self.log.info("Schedule %s run now for %s: run %s", sched.id, sched.owner, run.id)
+        self.dispatch()
+        return run
 
     # ------------------------------------------------------------ executing
 
@@ -163,6 +184,7 @@ class Scheduler:
             "output_key": run.output_key,
             "record_key": run.record_key,
             "schedule_id": run.schedule_id,
+            "staged_input": run.staged_input,
             "record": {"created": paths.iso(run.created), "fire_time": paths.iso(run.fire_time)},
         }
 
@@ -223,12 +245,12 @@ class Scheduler:
 
     # ------------------------------------------------------------ schedules
 
-    def add_schedule(self, owner, notebook, parameters, profile, cron, timeout) -> Schedule:
+    def add_schedule(self, owner, notebook, parameters, profile, cron, timeout, staged_input=None, meta=None) -> Schedule:
         import secrets
 
         sched = Schedule(
             id=secrets.token_hex(6), owner=owner, notebook=notebook, parameters=parameters, profile=profile,
-            cron=cron, timeout=int(timeout), created=self.clock(),
+            cron=cron, timeout=int(timeout), created=self.clock(), staged_input=staged_input, meta=dict(meta or {}),
         )
         self.store.add_schedule(sched)
         return sched

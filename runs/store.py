@@ -38,6 +38,16 @@ CREATE TABLE IF NOT EXISTS shares (
 CREATE INDEX IF NOT EXISTS shares_owner ON shares (owner, created);
 """
 
+#: columns added after a table's first release: (table, column, SQL type); added in place on open
+_ADDED_COLUMNS = (
+    ("runs", "staged_input", "TEXT"),
+    ("runs", "meta", "TEXT"),
+    ("runs", "deleted", "REAL"),
+    ("schedules", "staged_input", "TEXT"),
+    ("schedules", "meta", "TEXT"),
+    ("shares", "expires", "REAL"),
+)
+
 
 def _connect(path: str | os.PathLike, schema: str) -> sqlite3.Connection:
     path = Path(path)
@@ -49,6 +59,10 @@ def _connect(path: str | os.PathLike, schema: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(schema)
+    for table, column, kind in _ADDED_COLUMNS:
+        cols = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if cols and column not in cols:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     return conn
 
 
@@ -85,7 +99,7 @@ class RunStore:
         return Run.from_row(row) if row else None
 
     def list_runs(self, owner: str | None = None, limit: int = 100, schedule_id: str | None = None) -> list[Run]:
-        q, args = "SELECT * FROM runs WHERE 1=1", []
+        q, args = "SELECT * FROM runs WHERE deleted IS NULL", []
         if owner is not None:
             q += " AND owner=?"
             args.append(owner)
@@ -111,6 +125,10 @@ class RunStore:
             f"SELECT COUNT(*) FROM runs WHERE owner=? AND status IN ({marks})", (owner, *statuses)
         ).fetchone()[0]
 
+    def delete_run(self, run_id: str, when: float) -> None:
+        """Forget a finished run's record (its output in S3 stays: outputs are immutable)."""
+        self.conn.execute("UPDATE runs SET deleted=? WHERE id=? AND deleted IS NULL", (when, run_id))
+
     # schedules
     def add_schedule(self, sched: Schedule) -> None:
         _insert(self.conn, "schedules", sched.to_row())
@@ -129,6 +147,11 @@ class RunStore:
     def update_schedule(self, sched_id: str, **fields) -> None:
         if "enabled" in fields:
             fields["enabled"] = int(fields["enabled"])
+        for key in ("parameters", "meta"):
+            if key in fields:
+                import json
+
+                fields[key] = json.dumps(fields[key], sort_keys=True)
         sets = ", ".join(f"{k}=?" for k in fields)
         self.conn.execute(f"UPDATE schedules SET {sets} WHERE id=?", (*fields.values(), sched_id))
 
@@ -162,6 +185,13 @@ class ShareStore:
         """Shares not revoked, by kind (``user``/``group``)."""
         rows = self.conn.execute("SELECT kind, COUNT(*) FROM shares WHERE revoked IS NULL GROUP BY kind")
         return {kind: n for kind, n in rows}
+
+    def active(self, now: float) -> list[Share]:
+        """Every share neither revoked nor expired (who each is for is decided by the caller)."""
+        rows = self.conn.execute(
+            "SELECT * FROM shares WHERE revoked IS NULL AND (expires IS NULL OR expires > ?) ORDER BY created DESC, rowid DESC", (now,)
+        )
+        return [Share(**dict(r)) for r in rows]
 
     def revoke(self, share_id: str, when: float) -> None:
         self.conn.execute("UPDATE shares SET revoked=? WHERE id=? AND revoked IS NULL", (when, share_id))

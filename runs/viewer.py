@@ -7,11 +7,16 @@ started for a viewer: the service reads S3 with its *own* read-only identity
 decides itself who may see what, on every request:
 
 - ``view/<path>``: the caller's own ``home/<caller>/<path>``;
-- ``s/<id>``: a share — its owner, the named user, or a *current* member of
-  the named group (asked from the hub on each view); anyone else gets 403,
-  an unknown or revoked id 404;
-- ``api/shares``: list (GET) and create (POST ``{"path", "user"|"group"}``)
-  the caller's shares; ``api/shares/<id>`` DELETE revokes at once.
+- ``s/<id>``: a share — its owner, the named user, a *current* member of
+  the named group (asked from the hub on each view), or anyone signed in to
+  this hub for an ``everyone`` share; anyone else gets 403. Unknown ids are
+  404, revoked and expired links 410, each as a page that says so;
+- ``api/shares``: list (GET; ``?to=me`` lists the shares addressed to the
+  caller, "Shared with me") and create (POST ``{"path", "user"|"group"|
+  "everyone": true, "expires"?}``) the caller's shares; ``api/shares/<id>``
+  DELETE revokes at once.
+
+User servers call the API with their own token (the Lab's share dialog).
 
 Needs the scopes ``read:users:groups`` and ``read:users:name``. Users need
 ``access:services!service=viewer``.
@@ -36,8 +41,9 @@ from labdeck.hub.service import JSONErrorsMixin, LabdeckServiceApp, TokenAuthMix
 
 from .metrics import ViewerMetrics
 from .paths import InvalidPath, home_prefix, validate_home_key
+from .paths import iso as paths_iso
 from .render import SECURITY_HEADERS, render_html
-from .shares import InvalidShare, Share, can_view, looks_like_share_id, new_share_id, validate_share_request
+from .shares import InvalidShare, Share, can_view, is_for, looks_like_share_id, new_share_id, state, validate_share_request
 from .store import ShareStore
 
 
@@ -116,27 +122,37 @@ class SharesAPIHandler(ViewerHandler):
         self.set_header("Cache-Control", "no-store")
 
     @web.authenticated
-    def get(self):
+    async def get(self):
         self.set_header("Content-Type", "application/json")
-        shares = self.viewer.shares.list(self.user_name)
-        self.finish(json.dumps({"shares": [s.to_api(self.viewer.base_url) for s in shares]}))
+        now = time.time()
+        to = self.get_argument("to", None)
+        if to not in (None, "me"):
+            raise web.HTTPError(400, "to must be 'me' (the shares addressed to you)")
+        if to == "me":
+            user = self.user_name
+            groups = await self.viewer.groups_of(user)
+            shares = [s for s in self.viewer.shares.active(now) if is_for(s, user, groups)]
+        else:
+            shares = self.viewer.shares.list(self.user_name)
+        self.finish(json.dumps({"shares": [s.to_api(self.viewer.base_url, now) for s in shares]}))
 
     @web.authenticated
     async def post(self):
+        now = time.time()
         try:
             body = json.loads(self.request.body or b"{}")
-            path, kind, grantee = validate_share_request(body)
+            path, kind, grantee, expires = validate_share_request(body, now)
         except ValueError as e:  # InvalidShare and JSON errors
             raise web.HTTPError(400, str(e) if isinstance(e, InvalidShare) else "Body must be JSON") from None
         owner = self.user_name
         if await self.viewer.read_object(home_prefix(owner) + path, head=True) is None:
             raise web.HTTPError(404, "No such notebook in your S3 home")
-        share = Share(id=new_share_id(), owner=owner, path=path, kind=kind, grantee=grantee, created=time.time())
+        share = Share(id=new_share_id(), owner=owner, path=path, kind=kind, grantee=grantee, created=now, expires=expires)
         self.viewer.shares.add(share)
         self.viewer.log.info("%s shared %s with %s %s", owner, path, kind, grantee)
         self.set_status(201)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(share.to_api(self.viewer.base_url)))
+        self.finish(json.dumps(share.to_api(self.viewer.base_url, now)))
 
 
 class ShareAPIHandler(ViewerHandler):

@@ -109,6 +109,17 @@ class LabdeckSpawnerMixin(Configurable):
         """,
     )
 
+    viewer_url = Unicode(
+        config=True,
+        help="""URL of the viewer service as seen from a user server (``LABDECK_VIEWER_URL``).
+
+        The Lab's "Share read-only link…" dialog (``labdeck.runs.lab_shares``)
+        calls its share API with the server's own token.
+
+        .. versionadded:: 0.2
+        """,
+    )
+
     credential_command = List(
         Unicode(),
         ["labdeck-credentials"],
@@ -317,9 +328,11 @@ class LabdeckSpawnerMixin(Configurable):
             # jupyter-scheduler's runtime environments (labdeck.runs.jupyter_scheduler): the spawn form's rules
             import json
 
-            env["LABDECK_RUN_PROFILES"] = json.dumps(
+            env[contract.ENV_RUN_PROFILES] = json.dumps(
                 profiles.run_profiles(self.profiles, self.labdeck_groups(), self.labdeck_unavailable()), separators=(",", ":")
             )
+        if self.viewer_url:
+            env[contract.ENV_VIEWER_URL] = self.viewer_url
         if self.labdeck_choice is not None:
             env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
             if self.labdeck_choice.size:

@@ -212,3 +212,16 @@ def render_form(profiles: list[dict], sizes: list[dict], groups, unavailable: di
         rows.append("</select></fieldset>")
     rows.append("</div>")
     return "\n".join(rows)
+
+
+def run_profiles(profiles: list[dict], groups, unavailable: dict[str, str]) -> list[dict]:
+    """The profiles a person may run notebooks in (jupyter-scheduler's runtime environments).
+
+    The spawn form's rules: visible to the person's groups and available on
+    this backend. Only what a UI shows (slug, display name, description).
+    """
+    return [
+        {"slug": p["slug"], "display_name": p["display_name"], "description": p.get("description", "")}
+        for p in visible(profiles, groups)
+        if p["slug"] not in unavailable
+    ]
