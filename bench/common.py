@@ -36,6 +36,9 @@ import psutil
 import requests
 import websocket
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import vanilla_venv  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -68,6 +71,7 @@ def machine() -> dict:
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "jupyterhub": jupyterhub.__version__,
         "python": sys.version.split()[0],
+        "vanilla": {"venv": str(vanilla_venv.venv_dir()), "pins": vanilla_venv.PINS},
     }
 
 
@@ -192,19 +196,38 @@ class System:
         t = self.hub_process().cpu_times()
         return t.user + t.system
 
-    def server_process(self, username: str) -> psutil.Process | None:
-        """The user's jupyterhub-singleuser process (a child of the hub)."""
+    db_path: Path | None = None
+
+    def server_pid(self, username: str) -> int | None:
+        """The user's server pid as the hub recorded it (LocalProcessSpawner state in the hub's sqlite)."""
+        import sqlite3
+
+        if self.db_path is None or not self.db_path.exists():
+            return None
+        con = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
-            kids = self.hub_process().children(recursive=False)
+            row = con.execute(
+                "select s.state from spawners s join users u on s.user_id = u.id where u.name = ? and s.name = ''",
+                (username,),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            con.close()
+        if not row or not row[0]:
+            return None
+        state = json.loads(row[0]) if isinstance(row[0], str) else row[0]
+        return state.get("pid") or None
+
+    def server_process(self, username: str) -> psutil.Process | None:
+        """The user's server process (a child of the hub, or of the warm pool's zygote)."""
+        pid = self.server_pid(username)
+        if not pid:
+            return None
+        try:
+            return psutil.Process(pid)
         except psutil.Error:
             return None
-        for p in kids:
-            try:
-                if any(SINGLEUSER in a for a in p.cmdline()[:3]) and p.environ().get("JUPYTERHUB_USER") == username:
-                    return p
-            except psutil.Error:
-                continue
-        return None
 
     def stop(self) -> None:
         if self._stopped or self.proc is None:
@@ -239,17 +262,43 @@ class System:
             pass
 
 
+#: labdeck configurations, each turning on one more optimisation of issue 18 (README, Performance):
+#: passed as an admin's values file (``hub.config`` pass-through), nothing else differs
+VARIANTS = {
+    # as before issue 18: cold Popen of jupyterhub-singleuser, the hub's polling back-off
+    "before": {"warm_pool_size": 0, "wait_ready_in_start": False, "start_concurrency": 0,
+               "cmd": [str(BIN / "jupyterhub-singleuser")]},
+    # + start() waits on the server's own answer (no back-off)
+    "ready": {"warm_pool_size": 0, "start_concurrency": 0, "cmd": [str(BIN / "jupyterhub-singleuser")]},
+    # + no rfc3987_syntax grammar at import (labdeck-server): labdeck's cold start
+    "cold": {"warm_pool_size": 0},
+    # + the warm pool (the default)
+    "warm": {},
+}
+
+
 class Labdeck(System):
     name = "labdeck"
 
+    def __init__(self, variant: str = "warm"):
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown labdeck variant {variant!r}; one of {sorted(VARIANTS)}")
+        self.variant = variant
+        self.name = "labdeck" if variant == "warm" else f"labdeck-{variant}"
+        super().__init__()
+
     def start(self) -> "Labdeck":
         self.state = self.tmp / "state"
+        self.db_path = self.state / "jupyterhub.sqlite"
         self.log_path = self.tmp / "supervisor.log"
+        values = self.tmp / "values.json"
+        values.write_text(json.dumps({"hub": {"config": {"LabdeckLocalProcessSpawner": VARIANTS[self.variant]}}}))
         env = {
             **os.environ,
             "LABDECK_STATE_DIR": str(self.state),
             "LABDECK_PORT": str(self.port),
             "LABDECK_DEV_PASSWORD": self.password,
+            "LABDECK_VALUES_FILE": str(values),
             **experiment_env(self.tmp, self.experiments),
         }
         self._popen([str(BIN / "labdeck"), "up"], env, self.log_path)
@@ -283,18 +332,20 @@ class Vanilla(System):
 
     def start(self) -> "Vanilla":
         self.log_path = self.tmp / "jupyterhub.log"
+        self.db_path = self.tmp / "jupyterhub.sqlite"
+        vbin = vanilla_venv.ensure()  # a clean `pip install jupyterhub jupyterlab`, its own venv
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
+            "VIRTUAL_ENV": str(vbin.parent),
             "BENCH_VANILLA_DIR": str(self.tmp),
             "BENCH_VANILLA_PORT": str(self.port),
             "BENCH_VANILLA_HUB_PORT": str(free_port()),
             "BENCH_VANILLA_API_PORT": str(free_port()),
             "BENCH_VANILLA_PASSWORD": self.password,
             "BENCH_CHP": str(CHP),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            **experiment_env(self.tmp, self.experiments),
+            "PATH": f"{vbin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         }
-        self._popen([sys.executable, "-m", "jupyterhub", "-f", str(ROOT / "bench" / "vanilla_config.py")], env, self.log_path)
+        self._popen([str(vbin / "python"), "-m", "jupyterhub", "-f", str(ROOT / "bench" / "vanilla_config.py")], env, self.log_path)
         self.wait_health()
         return self
 
@@ -309,6 +360,17 @@ class Vanilla(System):
 
 
 SYSTEMS = {"labdeck": Labdeck, "vanilla": Vanilla}
+
+
+def make_system(name: str) -> System:
+    """``vanilla``, ``labdeck`` (all optimisations) or ``labdeck-<variant>`` (see VARIANTS)."""
+    if name == "vanilla":
+        return Vanilla()
+    if name == "labdeck":
+        return Labdeck("warm")
+    if name.startswith("labdeck-"):
+        return Labdeck(name[len("labdeck-"):])
+    raise SystemExit(f"unknown system {name!r}")
 
 #: Opt-in *measurements* of fixes proposed to other parts of labdeck, injected
 #: through a ``sitecustomize`` on PYTHONPATH (the supervisor passes PYTHONPATH to

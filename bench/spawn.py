@@ -8,15 +8,25 @@ and alternates which system goes first. Where the time goes:
 - ``hook``: labdeck's own start steps (hub log "labdeck start steps for … took N ms":
   profile, home, files, credential issuance running concurrently with the process start);
 - ``proc→ready``: hub log, from "Spawning <cmd>" (the process launch) to "User … took" (ready seen);
-- ``kernel``: POST /api/kernels; ``cell``: first ``1 + 1`` result (includes kernel start-up);
-- ``total``: login start → first cell result; ``cpu``: CPU seconds of the server process at ready.
+- ``kernel``: POST /api/kernels; ``cell``: the first cell's result (includes kernel start-up):
+  on labdeck an S3 call with the person's own credentials (``list_objects_v2`` on
+  ``LABDECK_S3_HOME``: boto3 import, credential_process → broker, the emulator), on vanilla
+  ``1 + 1`` (it has no S3 wiring) - so labdeck's ``total`` carries more work than vanilla's;
+- ``total``: login start → first cell result; ``cpu``: CPU seconds of the server process at ready;
+- ``warm``: the server was claimed from the warm pool (hub log "Claimed warm server").
 
-Usage: ``python bench/spawn.py [--reps 5] [--warmup 1] [--out bench/results]``
+Systems (``--systems``): ``vanilla`` (a clean JupyterHub 6.1.1 + JupyterLab 4.6.6 venv, see
+``vanilla_venv.py``), ``labdeck`` (everything on) and ``labdeck-<variant>`` with one
+optimisation after another turned off (``common.VARIANTS``), all running at the same time;
+each repetition rotates the order, and spawns are ``--gap`` seconds apart.
+
+Usage: ``python bench/spawn.py [--reps 7] [--warmup 1] [--systems ...] [--out bench/results]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -25,7 +35,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    RESULTS, SYSTEMS, SpawnError, User, fmt, install_cleanup, machine, med, table, write_json,
+    RESULTS, SpawnError, User, fmt, install_cleanup, machine, make_system, med, table, write_json,
+)
+
+S3_CELL = (
+    "import boto3, os\n"
+    "b, p = os.environ['LABDECK_S3_HOME'][5:].split('/', 1)\n"
+    "'ok %d' % boto3.client('s3').list_objects_v2(Bucket=b, Prefix=p).get('KeyCount', 0)"
 )
 
 
@@ -41,7 +57,7 @@ def proc_to_ready_s(system, username: str) -> float | None:
         m = re.match(_TS, line)
         if not m:
             continue
-        if "] Spawning " in line:
+        if "] Spawning " in line or "Claimed warm server" in line:
             spawning = m.group(1)
         elif f"User {username} took " in line and spawning:
             t = [datetime.strptime(x, "%Y-%m-%d %H:%M:%S.%f") for x in (spawning, m.group(1))]
@@ -74,63 +90,74 @@ def one(system, username: str, timeout: float = 180) -> dict:
     kid = u.start_kernel()
     t3 = time.monotonic()
     row["kernel_s"] = t3 - t2
-    result = u.execute("1 + 1", kid)
+    labdeck = system.name.startswith("labdeck")
+    result = u.execute(S3_CELL if labdeck else "1 + 1", kid)
     t4 = time.monotonic()
-    if result.strip() != "2":
+    if not (result.strip("'\"").startswith("ok") if labdeck else result.strip() == "2"):
         raise SpawnError(f"unexpected cell result {result!r}")
     row["cell_s"] = t4 - t3
     row["total_s"] = t4 - t0
     row["hub_took_s"] = hub_took_s(system, username)
     row["proc_to_ready_s"] = proc_to_ready_s(system, username)
+    row["warm"] = f"Claimed warm server" in system.hub_log() and bool(
+        re.search(rf"Claimed warm server \d+ for {re.escape(username)}\b", system.hub_log()))
     hook = system.hook_ms(username)
     row["hook_s"] = hook / 1000 if hook is not None else None
-    if system.name == "labdeck":
-        code = (
-            "import boto3, os, time\nt = time.monotonic()\n"
-            "b, p = os.environ['LABDECK_S3_HOME'][5:].split('/', 1)\n"
-            "boto3.client('s3').list_objects_v2(Bucket=b, Prefix=p)\nround(time.monotonic() - t, 3)"
-        )
-        row["first_s3_call_s"] = float(u.execute(code, kid))
     u.stop_server()
     return row
 
 
 def summarize(rows: list[dict]) -> dict:
-    keys = ["login_s", "spawn_s", "hook_s", "proc_to_ready_s", "kernel_s", "cell_s", "total_s", "server_cpu_s", "hub_took_s", "first_s3_call_s"]
-    return {k: med([r.get(k) for r in rows]) for k in keys}
+    keys = ["login_s", "spawn_s", "hook_s", "proc_to_ready_s", "kernel_s", "cell_s", "total_s", "server_cpu_s", "hub_took_s"]
+    out = {k: med([r.get(k) for r in rows]) for k in keys}
+    out["spawn_s_all"] = [round(r["spawn_s"], 3) for r in rows]
+    out["warm_claims"] = sum(1 for r in rows if r.get("warm"))
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=1, help="uncounted spawns per system first")
+    ap.add_argument("--gap", type=float, default=3.0, help="seconds between two spawns")
+    ap.add_argument("--systems", default="vanilla,labdeck-before,labdeck-ready,labdeck-cold,labdeck")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--name", default="spawn.json")
     args = ap.parse_args(argv)
     install_cleanup()
 
     info = machine()
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
     systems = {}
+    loads = []
     try:
-        for name, cls in SYSTEMS.items():
-            systems[name] = cls().start()
+        for name in names:
+            systems[name] = make_system(name).start()
+        time.sleep(5)  # let the warm pool's zygote import (it would be up long before the first login)
         rows: dict[str, list[dict]] = {n: [] for n in systems}
         errors: dict[str, list[str]] = {n: [] for n in systems}
-        names = list(systems)
         for rep in range(-args.warmup, args.reps):
-            order = names if rep % 2 == 0 else names[::-1]
+            k = rep % len(names)
+            order = names[k:] + names[:k]
             for name in order:
-                user = f"{'w' if rep < 0 else 's'}{abs(rep)}-{name[:3]}"
+                user = f"{'w' if rep < 0 else 's'}{abs(rep)}-{name.replace('labdeck', 'ld')[:9]}"
+                time.sleep(args.gap)
+                load = os.getloadavg()[0]
                 try:
                     row = one(systems[name], user)
                 except (SpawnError, OSError, ValueError) as e:
                     errors[name].append(f"{user}: {e}")
                     print(f"  {name} {user}: FAILED {e}", flush=True)
                     continue
+                row["loadavg_1m"] = load
                 if rep >= 0:
                     row["order"] = order.index(name)
                     rows[name].append(row)
-                print(f"  {name:8} {user:10} spawn {row['spawn_s']:.2f}s total {row['total_s']:.2f}s", flush=True)
-        info["loadavg_after"] = [round(x, 2) for x in __import__("os").getloadavg()]
+                    loads.append(load)
+                print(f"  {name:15} {user:14} spawn {row['spawn_s']:.2f}s total {row['total_s']:.2f}s"
+                      f" {'warm' if row.get('warm') else 'cold'} load {load:.2f}", flush=True)
+        info["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        info["loadavg_1m_during"] = {"min": min(loads), "median": med(loads), "max": max(loads)} if loads else None
     except KeyboardInterrupt:
         print("bench: interrupted; stopping everything", file=sys.stderr)
         return 130
@@ -139,27 +166,24 @@ def main(argv=None) -> int:
             s.stop()
 
     summary = {n: summarize(rows[n]) for n in rows}
-    lab, van = summary["labdeck"], summary["vanilla"]
+    van = summary.get("vanilla", {})
 
-    def ratio(k):
-        return lab[k] / van[k] if lab.get(k) and van.get(k) else None
+    def ratio(n, k):
+        a, b = summary[n].get(k), van.get(k)
+        return a / b if a and b else None
 
-    overhead = {
-        k: {"labdeck_s": lab[k], "vanilla_s": van[k], "ratio": ratio(k), "delta_ms": (lab[k] - van[k]) * 1000 if lab[k] and van[k] else None}
-        for k in ("spawn_s", "total_s", "server_cpu_s")
-    }
-    data = {"machine": info, "reps": args.reps, "rows": rows, "errors": errors, "median": summary, "overhead": overhead}
-    path = write_json(args.out, "spawn.json", data)
+    ratios = {n: {k: ratio(n, k) for k in ("spawn_s", "total_s", "server_cpu_s")} for n in summary if n != "vanilla"}
+    data = {"machine": info, "reps": args.reps, "gap_s": args.gap, "systems": names, "rows": rows, "errors": errors,
+            "median": summary, "ratio_to_vanilla": ratios}
+    path = write_json(args.out, args.name, data)
 
     cols = [("login", "login_s"), ("spawn", "spawn_s"), ("hook", "hook_s"), ("proc→ready", "proc_to_ready_s"),
-            ("kernel", "kernel_s"), ("cell", "cell_s"), ("total", "total_s"), ("server CPU", "server_cpu_s")]
+            ("kernel", "kernel_s"), ("first cell", "cell_s"), ("total", "total_s"), ("server CPU", "server_cpu_s")]
     print()
     print(f"single spawn, median of {args.reps} (s); {info['nproc']} CPUs, {info['cpu_model']}, load {info['loadavg']} → {info['loadavg_after']}")
-    print(table([[n, *[fmt(summary[n][k]) for _, k in cols], len(errors[n])] for n in summary], ["system", *[c for c, _ in cols], "failed"]))
-    for k, o in overhead.items():
-        print(f"labdeck/vanilla {k}: {fmt(o['ratio'], 'x', 3)} ({fmt(o['delta_ms'], ' ms', 0)})")
-    if lab.get("first_s3_call_s") is not None:
-        print(f"labdeck first S3 call in a kernel (credential_process → broker, cache warm): {lab['first_s3_call_s']:.3f}s")
+    print(table([[n, *[fmt(summary[n][k]) for _, k in cols], fmt(ratio(n, "spawn_s"), "x"), fmt(ratio(n, "total_s"), "x"),
+                  summary[n]["warm_claims"], len(errors[n])] for n in summary],
+                ["system", *[c for c, _ in cols], "spawn/van", "total/van", "warm", "failed"]))
     print(f"wrote {path}")
     return 0 if not any(errors.values()) else 1
 
