@@ -39,6 +39,7 @@ SERVICE_SCOPES = {
     contract.RUNS: ["admin:servers", "access:servers", "read:users", "read:users:name", "users:activity"],
     contract.VIEWER: ["read:users:groups", "read:users:name"],
     contract.CULLER: ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    contract.METRICS: ["read:metrics"],
 }
 
 
@@ -303,6 +304,13 @@ def update_services(c: Config, v: Values, mode: Mode) -> None:
     if v("culler.enabled", True):
         services.append({"name": contract.CULLER, "command": culler_command(v)})
         roles.append({"name": "labdeck-idle-culler", "scopes": list(SERVICE_SCOPES[contract.CULLER]), "services": [contract.CULLER]})
+    if v("metrics.serviceMonitor.enabled", False):
+        # the scrape identity: a token-only service that may read /metrics and nothing else
+        token = mode.secrets.get(f"{contract.METRICS}_token")
+        if not token:
+            raise ValuesError("metrics.serviceMonitor.enabled needs the metrics token (metrics.apiToken, or the one the chart generates)")
+        services.append({"name": contract.METRICS, "api_token": token, "display": False})
+        roles.append({"name": f"labdeck-{contract.METRICS}", "scopes": list(SERVICE_SCOPES[contract.METRICS]), "services": [contract.METRICS]})
     reachable = [f"access:services!service={n}" for n in enabled if n != contract.BROKER]
     roles.append({"name": "user", "scopes": ["self", *reachable]})
     server = ["users:activity!user", "access:servers!server"]

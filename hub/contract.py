@@ -24,6 +24,8 @@ VIEWER = "viewer"
 CULLER = "idle-culler"
 #: the embedded default's runner (stops servers on shutdown, re-syncs proxy routes)
 SUPERVISOR = "labdeck-supervisor"
+#: the identity Prometheus scrapes with (role: read:metrics only; chart: metrics.serviceMonitor)
+METRICS = "metrics"
 
 #: labdeck's own HTTP services, in the order they are configured
 LABDECK_SERVICES = (BROKER, RUNS, VIEWER)

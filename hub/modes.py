@@ -106,7 +106,8 @@ def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
         {"name": contract.SUPERVISOR, "api_token": secrets.get("supervisor_token", "")},
         {
             "name": contract.SUPERVISOR,
-            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users", "proxy"],
+            # read:metrics: `labdeck status` reads the figures with the runner's token
+            "scopes": ["admin:users", "admin:servers", "admin:groups", "read:users", "list:users", "proxy", "read:metrics"],
             "services": [contract.SUPERVISOR],
         },
     )
@@ -158,6 +159,7 @@ CHART_SECRETS = {
     f"{contract.BROKER}.api-token": f"{contract.BROKER}_token",
     f"{contract.RUNS}.api-token": f"{contract.RUNS}_token",
     f"{contract.VIEWER}.api-token": f"{contract.VIEWER}_token",
+    f"{contract.METRICS}.api-token": f"{contract.METRICS}_token",
 }
 
 

@@ -20,7 +20,10 @@ import os
 import secrets as _secrets
 from pathlib import Path
 
-SECRET_NAMES = ("cookie_secret", "proxy_token", "broker_token", "supervisor_token", "bigquery_key", "runs_token", "viewer_token")
+SECRET_NAMES = (
+    "cookie_secret", "proxy_token", "broker_token", "supervisor_token", "bigquery_key", "runs_token", "viewer_token",
+    "metrics_token",
+)  # fmt: skip
 
 
 def state_dir(env: dict | None = None) -> Path:

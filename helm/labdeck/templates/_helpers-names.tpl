@@ -46,6 +46,7 @@
 {{- define "labdeck.user-priority.fullname" -}}{{ include "labdeck.fullname" . }}-user-priority{{- end -}}
 {{- define "labdeck.user-placeholder.fullname" -}}{{ include "labdeck.fullname" . }}-user-placeholder{{- end -}}
 {{- define "labdeck.user-placeholder-priority.fullname" -}}{{ include "labdeck.fullname" . }}-user-placeholder-priority{{- end -}}
+{{- define "labdeck.metrics.fullname" -}}{{ include "labdeck.fullname" . }}-metrics{{- end -}}
 
 {{- /*
   labdeck.name-map: every component name as a dict, exported to Python
