@@ -1,0 +1,234 @@
+"""The warm pool's zygote: a process that has imported a user server but belongs to nobody.
+
+Started by :mod:`labdeck.spawner.warmpool` as ``python -P -s -m
+labdeck.spawner.zygote --control-fd N`` with an environment that holds nothing
+personal. It imports what ``jupyterhub-singleuser`` imports
+(:data:`labdeck.spawner.server.PREIMPORTS`), freezes the heap for cheap
+copy-on-write forks and then serves the hub over the control socket:
+
+- the hub sends ``F`` with one end of a fresh socket pair (``SCM_RIGHTS``);
+  the zygote forks and answers ``P <pid>``. The zygote never sees a person's
+  data: the identity goes from the hub to the child over that socket only,
+  so nothing personal is ever in the memory that later children copy.
+- the child waits on its socket for one identity message
+  (:func:`encode_identity`): argv, environment, working directory, and for
+  OS users uid/gid/groups. It drops to the uid, enters the directory, replaces
+  its whole environment, answers ``OK`` and runs the server
+  (:func:`labdeck.spawner.server.run`) in the same process - the same code a
+  cold start execs. If the hub goes away first (EOF) it exits.
+- the zygote reaps its children (``SIGCHLD``), so the hub's ``kill(pid, 0)``
+  poll sees a stopped server as gone; it exits when the control socket closes.
+
+Pure parts (message framing, identity checks) are plain functions, tested in
+``tests/spawner/test_warmpool.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+#: identity keys a claim may carry
+IDENTITY_KEYS = {"argv", "env", "cwd", "uid", "gid", "groups", "umask", "sys_path0"}
+MAX_MESSAGE = 1 << 20
+
+
+class IdentityError(ValueError):
+    """A malformed identity message (the child refuses it and exits)."""
+
+
+def encode_identity(identity: dict) -> bytes:
+    """Frame one identity message: 4-byte big-endian length + JSON."""
+    check_identity(identity)
+    body = json.dumps(identity, separators=(",", ":")).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def decode_frame(data: bytes) -> dict:
+    """The inverse of :func:`encode_identity` for one complete frame."""
+    if len(data) < 4:
+        raise IdentityError("truncated identity message")
+    (n,) = struct.unpack(">I", data[:4])
+    if n > MAX_MESSAGE or len(data) != 4 + n:
+        raise IdentityError("identity message has the wrong length")
+    try:
+        identity = json.loads(data[4:])
+    except ValueError:
+        raise IdentityError("identity message is not JSON") from None
+    check_identity(identity)
+    return identity
+
+
+def check_identity(identity) -> None:
+    """Refuse anything but a well-formed identity (types checked, unknown keys rejected)."""
+    if not isinstance(identity, dict):
+        raise IdentityError("identity must be an object")
+    unknown = set(identity) - IDENTITY_KEYS
+    if unknown:
+        raise IdentityError(f"unknown identity keys: {sorted(unknown)}")
+    argv, env, cwd = identity.get("argv"), identity.get("env"), identity.get("cwd")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise IdentityError("argv must be a list of strings")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise IdentityError("env must map strings to strings")
+    if any("=" in k or "\0" in k or "\0" in v or not k for k, v in env.items()):
+        raise IdentityError("env has an invalid name or value")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd):
+        raise IdentityError("cwd must be an absolute path")
+    for key in ("uid", "gid"):
+        val = identity.get(key)
+        if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
+            raise IdentityError(f"{key} must be a non-negative integer")
+    umask = identity.get("umask")
+    if umask is not None and (not isinstance(umask, int) or isinstance(umask, bool) or not 0 <= umask <= 0o777):
+        raise IdentityError("umask must be an integer between 0 and 0o777")
+    if (identity.get("uid") is None) != (identity.get("gid") is None):
+        raise IdentityError("uid and gid go together")
+    groups = identity.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in groups):
+        raise IdentityError("groups must be a list of non-negative integers")
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+def _set_dumpable() -> None:
+    """After setuid the kernel marks a process non-dumpable (its /proc files owned by root);
+    an exec would reset that, so do what the exec would have done."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    except Exception:
+        pass
+
+
+def become(identity: dict) -> None:
+    """Turn this (forked, nobody's) process into the person's: uid, directory, environment."""
+    import tempfile
+
+    if identity.get("uid") is not None:
+        os.setgroups(list(identity.get("groups") or []))
+        os.setgid(identity["gid"])
+        os.setuid(identity["uid"])
+        if os.getuid() != identity["uid"] or os.geteuid() != identity["uid"]:
+            raise PermissionError("could not drop to the person's uid")
+        _set_dumpable()
+    if identity.get("umask") is not None:
+        os.umask(identity["umask"])
+    os.chdir(identity["cwd"])
+    os.environ.clear()
+    os.environ.update(identity["env"])
+    tempfile.tempdir = None
+    if identity.get("sys_path0"):
+        sys.path[0] = identity["sys_path0"]
+
+
+def _child(channel: socket.socket) -> int:
+    """Runs in the forked child: wait for the identity, become the person, run the server."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # like Popen(start_new_session=True): the hub's signals are not ours
+    os.closerange(3, channel.fileno())
+    os.closerange(channel.fileno() + 1, 1 << 16)
+    try:
+        (n,) = struct.unpack(">I", recv_exact(channel, 4))
+        if n > MAX_MESSAGE:
+            raise IdentityError("identity message too large")
+        identity = decode_frame(struct.pack(">I", n) + recv_exact(channel, n))
+        become(identity)
+    except EOFError:
+        return 0  # the hub let this pool member go
+    except Exception as e:  # refuse, say why (no identity content in the reason), exit
+        try:
+            channel.sendall(f"ER {type(e).__name__}".encode())
+        except OSError:
+            pass
+        return 1
+    channel.sendall(b"OK")
+    channel.close()
+    from .server import run
+
+    return run(identity["argv"])
+
+
+def _reap(signum, frame) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve(control: socket.socket) -> None:
+    """The zygote's loop: one ``F`` (with a socket) → one child; EOF → exit."""
+    signal.signal(signal.SIGCHLD, _reap)
+    control.sendall(b"R\n")  # imported, ready to fork
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except InterruptedError:
+            continue
+        if not msg:
+            return
+        if msg[:1] != b"F" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
+        channel = socket.socket(fileno=fds[0])
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                control.close()
+                code = _child(channel)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    import atexit
+
+                    atexit._run_exitfuncs()  # what a normal exit of a cold server runs
+                except BaseException:
+                    pass
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code or 0)
+        channel.close()
+        control.sendall(f"P {pid}\n".encode())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="labdeck warm-pool zygote (started by the hub)")
+    ap.add_argument("--control-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    from . import lazyimports, server
+
+    lazyimports.install()
+    server.preimport()
+    gc.collect()
+    gc.freeze()  # keep the imported heap shared between children (copy-on-write)
+    serve(control)
+
+
+if __name__ == "__main__":
+    main()
