@@ -1,0 +1,61 @@
+"""The start queue: at most N at once, first come first served, places reported, cancellation frees the line."""
+
+import asyncio
+
+from labdeck.spawner.startqueue import StartQueue
+
+
+async def test_bounded_fifo_with_places_reported():
+    q = StartQueue(2)
+    order, running, peak, places = [], [0], [0], {}
+
+    async def person(i):
+        seen = places.setdefault(i, [])
+        async with q.slot(on_wait=seen.append, report_every=0.01):
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            order.append(i)
+            await asyncio.sleep(0.05)
+            running[0] -= 1
+
+    tasks = []
+    for i in range(6):
+        tasks.append(asyncio.ensure_future(person(i)))
+        await asyncio.sleep(0)  # arrive in order
+    await asyncio.gather(*tasks)
+    assert order == list(range(6))
+    assert peak[0] == 2
+    assert places[0] == places[1] == []  # free slots: no waiting
+    assert places[2][0] == 0 and places[5][0] == 3  # "3 ahead"
+    assert places[5] == sorted(places[5], reverse=True)  # the place only improves
+    assert q.active == 0 and q.waiting == 0
+
+
+async def test_cancelled_waiter_leaves_the_line_and_holder_frees_its_slot():
+    q = StartQueue(1)
+    gate = asyncio.Event()
+
+    async def hold():
+        async with q.slot():
+            await gate.wait()
+
+    holder = asyncio.ensure_future(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(hold())
+    await asyncio.sleep(0.01)
+    assert q.waiting == 1
+    waiter.cancel()
+    await asyncio.sleep(0.01)
+    assert q.waiting == 0
+    holder.cancel()
+    await asyncio.sleep(0.01)
+    assert q.active == 0
+    async with q.slot():  # the slot is really free again
+        assert q.active == 1
+
+
+async def test_zero_slots_means_no_limit():
+    q = StartQueue(0)
+    async with q.slot():
+        async with q.slot():
+            assert q.waiting == 0
