@@ -33,6 +33,12 @@ DEFAULT_BANNER = (
     "Anything that must run again becomes a parameterized, recorded run or moves to a code-first pipeline."
 )
 
+#: every page of a local hub whose servers share one OS user
+NOT_ISOLATED_HTML = (
+    "<strong>Servers here are not isolated from each other</strong>: they all run as one OS user, "
+    "so people can read each other's files. Ask your admin to run labdeck as root (one OS user per person)."
+)
+
 #: scopes of each labdeck service's own token
 SERVICE_SCOPES = {
     contract.BROKER: ["read:users", "read:users:groups"],
@@ -198,7 +204,15 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
 
 
 def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
-    c.LabdeckLocalProcessSpawner.homes_dir = mode.backend_settings["homes_dir"]
+    b = mode.backend_settings
+    sp = c.LabdeckLocalProcessSpawner
+    sp.homes_dir = b["homes_dir"]
+    # one OS user per person when the embedded default runs as root (labdeck.spawner.localusers)
+    sp.os_users = bool(b.get("os_users"))
+    if b.get("server_bin"):
+        sp.server_bin = b["server_bin"]
+    if not sp.os_users:
+        c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "announcement": NOT_ISOLATED_HTML}
 
 
 def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:

@@ -23,7 +23,8 @@ from . import contract
 MODE_TABLE: dict[str, str] = {
     # -- backend: local processes or pods
     "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
-    "LabdeckLocalProcessSpawner.*": "backend: local homes directory (only the local backend has one)",
+    "LabdeckLocalProcessSpawner.*": "backend: local homes directory, OS users and the servers' interpreter (only the local backend has them)",
+    "JupyterHub.template_vars": "backend: local servers without OS users are not isolated, and every page says so",
     "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",
     "Spawner.cmd": "backend: a pod runs labdeck-singleuser (onboarding inside the pod); locally the hub copies the welcome files",
     "Spawner.args": "backend: server options name the environment's prefix (this venv locally, the image's /usr/local on Kubernetes)",
@@ -111,7 +112,9 @@ def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
             "services": [contract.SUPERVISOR],
         },
     )
-    backend_settings = {"homes_dir": f"{state}/homes"}
+    backend_settings = {"homes_dir": f"{state}/homes", "os_users": bool(settings.get("os_users"))}
+    if settings.get("server_bin"):
+        backend_settings["server_bin"] = settings["server_bin"]
     if kube:
         backend_settings = {**kube, "hub_connect_url": f"http://127.0.0.1:{settings['hub_port']}"}
     return Mode(

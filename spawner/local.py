@@ -17,6 +17,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Unicode, default
 
 from . import onboarding
+from .localusers import OSUsersMixin
 from .mixin import LabdeckSpawnerMixin
 
 
@@ -41,7 +42,7 @@ def local_capabilities() -> dict[str, str]:
     return missing
 
 
-class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner):
+class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, SimpleLocalProcessSpawner):
     """A local-process user server with labdeck's credential wiring."""
 
     homes_dir = Unicode(
@@ -69,7 +70,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner)
 
     @default("cmd")
     def _cmd_default(self):
-        return [os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")]
+        return [os.path.join(self.server_bin, "jupyterhub-singleuser")]
 
     @default("default_url")
     def _default_url_default(self):
@@ -77,7 +78,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner)
 
     @default("credential_command")
     def _credential_command_default(self):
-        return [os.path.join(os.path.dirname(sys.executable), "labdeck-credentials")]
+        return [os.path.join(self.server_bin, "labdeck-credentials")]
 
     @property
     def labdeck_files_dir(self):
@@ -85,7 +86,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner)
 
     def get_args(self):
         args = super().get_args()
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and not self.os_users:
             args.append("--allow-root")
         return args
 
@@ -99,12 +100,16 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, SimpleLocalProcessSpawner)
         return out
 
     async def labdeck_prepare_home(self):
+        if self.os_users:
+            return await self.os_users_prepare_home()
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         copied = onboarding.copy_missing(self.onboarding_dirs, self.home_dir)
         if copied:
             self.log.info("Onboarding files for %s: %s", self.user.name, ", ".join(copied))
 
     async def labdeck_write_files(self, files):
+        if self.os_users:
+            return await self.os_users_write_files(files)
         os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
         os.makedirs(self.labdeck_files_dir, mode=0o700, exist_ok=True)
         for name, content in files.items():

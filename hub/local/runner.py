@@ -167,6 +167,10 @@ class Supervisor:
         return ports
 
     def prepare(self) -> dict:
+        os_users = team.os_users_wanted(self.env, os.geteuid())
+        if os_users:
+            # everything the platform writes is root's alone (homes and the server env are opened up explicitly)
+            os.umask(0o077)
         self.state.create()
         self.check_not_running()
         try:
@@ -181,6 +185,12 @@ class Supervisor:
             "bq_endpoint": f"http://127.0.0.1:{ports['bq_port']}",
             **env_settings(self.env),
         }
+        if os_users and not settings.get("kube"):
+            from .serverenv import ensure_server_env
+
+            team.check_reachable_homes(self.state.root)
+            settings["os_users"] = True
+            settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -200,6 +210,8 @@ class Supervisor:
             grants_file.write_text(json.dumps(DEFAULT_GRANTS, indent=2))
         config = broker_config(settings, str(grants_file), str(self.state.secret_path("bigquery_key")))
         (self.state.root / "broker_config.json").write_text(json.dumps(config, indent=2))
+        if settings.get("os_users"):
+            team.secure_state_dir(self.state)
         return settings
 
     def base_env(self) -> dict:
@@ -410,6 +422,7 @@ class Supervisor:
             f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
             f"  Local BigQuery: {s['bq_endpoint']}  project: {s['gcp_project']}",
             f"  Grants (edit live): {self.state.root / 'grants.json'}",
+            *team.isolation_lines(s),
             "  Press Ctrl-C to stop everything.",
             "",
         ]

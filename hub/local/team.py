@@ -151,3 +151,65 @@ def login_lines(settings: Mapping, public_url: str) -> list[str]:
     if o["admin_groups"]:
         lines.append(f"  Admins: members of {', '.join(o['admin_groups'])}.")
     return lines
+
+
+# ------------------------------------------------------------------ OS users
+
+OS_USERS_ENV = "LABDECK_OS_USERS"
+
+NOT_ISOLATED = (
+    "Servers on this machine are not isolated from each other: every server runs as the same OS user, "
+    "so people can read each other's files and processes. Run labdeck up as root for one OS user per person."
+)
+
+
+def os_users_wanted(env: Mapping[str, str], euid: int) -> bool:
+    """One OS user per person: when running as root, unless ``LABDECK_OS_USERS=0``."""
+    value = env.get(OS_USERS_ENV, "").strip().lower()
+    if value in ("1", "true", "yes") and euid != 0:
+        raise _error(f"{OS_USERS_ENV}=1 needs labdeck up to run as root (it creates one system user per person)")
+    return euid == 0 and value not in ("0", "false", "no")
+
+
+def check_reachable_homes(state_root) -> None:
+    """Every directory above the state directory must let other users pass (x), or nobody reaches their home.
+
+    (The state directory itself and ``homes/`` are made 0711 by :func:`secure_state_dir`.)
+    """
+    import stat
+    from pathlib import Path
+
+    for d in Path(state_root).resolve().parents:
+        if not os.stat(d).st_mode & stat.S_IXOTH:
+            raise _error(
+                f"OS users cannot reach their homes under {state_root}: {d} is not searchable by other users "
+                f"(chmod o+x {d}, or choose LABDECK_STATE_DIR elsewhere, e.g. /var/lib/labdeck)"
+            )
+
+
+def secure_state_dir(state) -> None:
+    """State directory for OS users: only homes/ (and the server environment) reachable, nothing readable.
+
+    ``<state>`` 0711 and ``homes/`` 0711 (pass through, no listing); secrets,
+    logs, pid files, emulator data, the databases and every config file stay
+    root's alone (0700 directories, 0600 files).
+    """
+    root = state.root
+    os.chmod(root, 0o711)
+    for entry in root.iterdir():
+        if entry.is_symlink():
+            continue
+        if entry.name == "homes":
+            os.chmod(entry, 0o711)
+        elif entry.name == "server-env":
+            continue  # 0755: the interpreter servers run (labdeck.hub.local.serverenv)
+        elif entry.is_dir():
+            os.chmod(entry, 0o700)
+        else:
+            os.chmod(entry, 0o600)
+
+
+def isolation_lines(settings: Mapping) -> list[str]:
+    if settings.get("os_users"):
+        return ["  Isolation: one OS user per person (labdeck-<name>), homes 0700 under " + f"{settings['state_dir']}/homes"]
+    return ["", "  WARNING: " + NOT_ISOLATED]

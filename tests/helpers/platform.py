@@ -83,6 +83,9 @@ def start_platform(
         "LABDECK_PORT": str(port),
         "LABDECK_DEV_PASSWORD": password,
         "LABDECK_ADMIN_USERS": "admin",
+        # tests run as root: servers stay the hub's user unless a test asks for OS users
+        # (tests/integration/test_os_users.py; their state directory must be reachable by other users)
+        "LABDECK_OS_USERS": "0",
         **(extra_env or {}),
     }
     log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"

@@ -1,0 +1,72 @@
+"""labdeck.spawner.osusers: the name mapping (pure) and the account checks (root)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from labdeck.spawner import osusers
+
+LINUX_NAME = re.compile(r"^[a-z_][a-z0-9_-]*$")
+TRICKY = ["alice", "Alice", "alice.smith@example.com", "alice_smith", "alice-smith", "a" * 64, "a" * 63 + "b", "1bob", "bob-", "x@y", "x.y"]
+
+
+def test_system_usernames_are_valid_short_deterministic_and_distinct():
+    names = {}
+    for hub_name in TRICKY:
+        name = osusers.system_username(hub_name.lower())
+        assert name == osusers.system_username(hub_name.lower())
+        assert name.startswith("labdeck-") and len(name) <= osusers.MAX_LENGTH
+        assert LINUX_NAME.match(name), name
+        names.setdefault(name, set()).add(hub_name.lower())
+    assert all(len(v) == 1 for v in names.values()), names
+    assert osusers.system_username("alice") == "labdeck-alice"
+
+
+def test_account_ids_have_no_supplementary_groups():
+    a = osusers.Account("alice", "labdeck-alice", 1234, 1235, "/h/alice")
+    assert a.ids == (1234, 1235, ())
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root and useradd")
+
+
+@root_only
+def test_an_existing_account_that_is_not_labdecks_is_refused(tmp_path):
+    hub_name = f"zz-{os.getpid()}"
+    name = osusers.system_username(hub_name)
+    subprocess.run(["useradd", "--no-create-home", "--comment", "someone else", name], check=True)
+    try:
+        with pytest.raises(osusers.OSUserError, match="not labdeck's account"):
+            osusers.ensure_account(hub_name, str(tmp_path / hub_name))
+    finally:
+        subprocess.run(["userdel", name], check=True)
+
+
+@root_only
+def test_home_is_0700_owned_by_the_account_and_a_linked_home_is_refused(tmp_path):
+    homes = tmp_path / "homes"
+    homes.mkdir(mode=0o711)
+    hub_name = f"zy-{os.getpid()}"
+    account = osusers.ensure_account(hub_name, str(homes / hub_name))
+    try:
+        assert account.name == osusers.system_username(hub_name) and account.uid != 0
+        # a home the root-run hub left behind is handed over, without following links
+        (homes / hub_name).mkdir()
+        (homes / hub_name / "old.txt").write_text("x")
+        os.symlink("/etc/passwd", homes / hub_name / "link")
+        osusers.ensure_home(account)
+        st = os.stat(homes / hub_name)
+        assert (st.st_uid, st.st_mode & 0o777) == (account.uid, 0o700)
+        assert os.stat(homes / hub_name / "old.txt").st_uid == account.uid
+        assert os.stat("/etc/passwd").st_uid == 0
+        # a home that is a symlink (to somewhere else) is never chowned
+        shutil.rmtree(homes / hub_name)
+        os.symlink(tmp_path, homes / hub_name)
+        with pytest.raises(OSError):
+            osusers.ensure_home(account)
+        assert os.stat(tmp_path).st_uid == 0
+    finally:
+        subprocess.run(["userdel", account.name], check=True)
