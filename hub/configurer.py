@@ -293,7 +293,7 @@ def culler_command(v: Values) -> list[str]:
         f"--max-age={v('culler.maxAge', 0)}",
     ]  # fmt: skip
     if v("culler.removeNamedServers", False):
-        cmd.append("--remove-named-servers")
+        cmd.append("--remove-named-servers=True")  # jupyterhub-idle-culler 2 takes a value: a bare flag stops it at start
     return cmd
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -41,14 +42,43 @@ class Launcher:
 
 
 class HubLauncher(Launcher):
-    """The real thing: hub REST API + Jupyter server kernels over the proxy."""
+    """The real thing: hub REST API + Jupyter server kernels over the proxy.
 
-    def __init__(self, api_url: str, proxy_url: str, token: str, log):
+    While a run executes, the launcher reports activity for its server to the
+    hub every ``activity_interval`` seconds (``POST /users/<name>/activity``,
+    scope ``users:activity``): a run may sit in one silent cell for longer
+    than the idle culler's timeout, and must not be culled for it. A run is
+    bounded by its own timeout instead.
+    """
+
+    #: seconds between activity reports while a run executes (well below any sane culler timeout)
+    activity_interval = 60.0
+
+    def __init__(self, api_url: str, proxy_url: str, token: str, log, activity_interval: float | None = None):
         self.api_url = api_url.rstrip("/")
         self.proxy_url = proxy_url.rstrip("/")
         self._token = token
         self.log = log
         self.http = AsyncHTTPClient()
+        if activity_interval is not None:
+            self.activity_interval = activity_interval
+
+    async def report_activity(self, user: str, server: str) -> None:
+        """Tell the hub the run's server is active now (never raises: a missed report only risks a cull)."""
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        body = {"last_activity": now, "servers": {server: {"last_activity": now}}}
+        try:
+            code, _ = await self._api("POST", f"/users/{quote(user, safe='')}/activity", body, timeout=10)
+        except Exception as e:  # noqa: BLE001 - hub restarting, network blip
+            self.log.warning("Could not report activity of %s/%s: %s", user, server, type(e).__name__)
+            return
+        if code >= 300:
+            self.log.warning("Reporting activity of %s/%s: hub said HTTP %s", user, server, code)
+
+    async def _keep_active(self, user: str, server: str) -> None:
+        while True:
+            await self.report_activity(user, server)
+            await asyncio.sleep(self.activity_interval)
 
     def _headers(self) -> dict:
         return {"Authorization": f"token {self._token}", "Content-Type": "application/json"}
@@ -95,6 +125,13 @@ class HubLauncher(Launcher):
         return f"{self.proxy_url}/user/{quote(user, safe='')}/{quote(server, safe='')}/"
 
     async def execute(self, user, server, code, timeout):
+        heartbeat = asyncio.ensure_future(self._keep_active(user, server))
+        try:
+            return await self._execute(user, server, code, timeout)
+        finally:
+            heartbeat.cancel()
+
+    async def _execute(self, user, server, code, timeout):
         base = self._server_url(user, server)
         req = HTTPRequest(base + "api/kernels", method="POST", headers=self._headers(), body=json.dumps({}), request_timeout=60)
         resp = await self.http.fetch(req, raise_error=False)

@@ -108,7 +108,7 @@ def test_hub_config_passthrough_and_extra_config(load):
     # labdeck's welcome files first, the admin's directory after them (it wins for the same path)
     assert c.LabdeckSpawnerMixin.onboarding_dirs == [default_onboarding_dir(), "/opt/labdeck/onboarding"]
     culler = {s["name"]: s for s in c.JupyterHub.services}["idle-culler"]
-    assert "--remove-named-servers" in culler["command"]
+    assert "--remove-named-servers=True" in culler["command"]
 
 
 def test_hub_config_refuses_lowercase_sections(load):
