@@ -33,6 +33,9 @@ def _status_and_message(status_code: int, exc) -> tuple[int, str | None]:
         if isinstance(cause, ValidationError):
             fields = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in cause.errors()[:5])
             return 400, f"Invalid request: {fields}"
+        if isinstance(cause, KeyError) and isinstance(exc, web.HTTPError):
+            # jupyter-scheduler's root validators index the body: a missing required field surfaces as KeyError
+            return 400, f"Invalid request: {cause.args[0] if cause.args else '?'}: field required"
         cause = cause.__cause__
     if isinstance(exc, web.HTTPError) and exc.status_code < 500:
         return exc.status_code, exc.log_message
