@@ -7,14 +7,14 @@ STAMP := $(VENV)/.labdeck-installed
 CHP := node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: up test deps unit integration browser-deps r-kernel kube-up kube-down kube-binaries bench clean
+.PHONY: up test deps unit integration browser-deps prometheus-deps r-kernel kube-up kube-down kube-binaries bench clean
 
 ## up: install everything into .venv/node_modules and run the platform on http://127.0.0.1:8000
 up: deps
 	$(VENV)/bin/labdeck up
 
 ## test: run the whole test suite (unit, integration, chart, browser)
-test: deps browser-deps
+test: deps browser-deps prometheus-deps
 	$(PY) tests/run.py $(PYTEST_ARGS)
 
 deps: $(STAMP) $(CHP)
@@ -40,6 +40,12 @@ browser-deps:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 	else echo "labdeck: the browser tests need Debian's chromium at /usr/bin/chromium; run 'sudo make browser-deps' (or: sudo apt-get install -y chromium)" >&2; exit 1; fi
+
+## prometheus-deps: Debian's Prometheus and promtool for the metrics tests (alert unit tests, a real scrape of `make up`)
+prometheus-deps:
+	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
+	else echo "labdeck: the metrics tests need Debian's prometheus package (/usr/bin/prometheus, /usr/bin/promtool); run 'sudo make prometheus-deps' (or: sudo apt-get install -y prometheus)" >&2; exit 1; fi
 
 ## r-kernel: install R and IRkernel from Debian (root) so the local mode offers "JupyterLab with R"
 ## (Debian's r-cran-irkernel registers the `ir` kernelspec in /usr/share/jupyter/kernels)
