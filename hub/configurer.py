@@ -212,7 +212,10 @@ def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
     if b.get("server_bin"):
         sp.server_bin = b["server_bin"]
     if not sp.os_users:
-        c.JupyterHub.template_vars = {**c.JupyterHub.template_vars, "announcement": NOT_ISOLATED_HTML}
+        tv = c.JupyterHub.template_vars
+        # every page, and the home page (whose own banner would otherwise replace it)
+        home = f"{tv['announcement_home']}<br>{NOT_ISOLATED_HTML}" if tv.get("announcement_home") else NOT_ISOLATED_HTML
+        c.JupyterHub.template_vars = {**tv, "announcement": NOT_ISOLATED_HTML, "announcement_home": home}
 
 
 def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:

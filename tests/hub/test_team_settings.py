@@ -120,3 +120,33 @@ def test_tls_settings_switch_the_public_scheme(tmp_path):
     s = env_settings({"LABDECK_TLS_CERT": str(cert), "LABDECK_TLS_KEY": str(key)})
     assert s["tls"] == {"cert": str(cert), "key": str(key)}
     assert s["public_scheme"] == "https"
+
+
+def test_os_users_when_root_unless_turned_off_and_the_config_follows():
+    assert team.os_users_wanted({}, 0) is True
+    assert team.os_users_wanted({"LABDECK_OS_USERS": "0"}, 0) is False
+    assert team.os_users_wanted({}, 1000) is False
+    with pytest.raises(SettingsError, match="needs labdeck up to run as root"):
+        team.os_users_wanted({"LABDECK_OS_USERS": "1"}, 1000)
+    on = configure(local_values(SETTINGS), local_mode({**SETTINGS, "os_users": True, "server_bin": "/s/server-env/bin"}, SECRETS))
+    assert on.LabdeckLocalProcessSpawner.os_users is True
+    assert on.LabdeckLocalProcessSpawner.server_bin == "/s/server-env/bin"
+    assert "announcement" not in on.JupyterHub.template_vars
+    off = configure(local_values(SETTINGS), local_mode(SETTINGS, SECRETS))
+    assert off.LabdeckLocalProcessSpawner.os_users is False
+    assert "not isolated" in off.JupyterHub.template_vars["announcement"]
+    assert "not isolated" in off.JupyterHub.template_vars["announcement_home"]
+    assert "exploration and prototyping" in off.JupyterHub.template_vars["announcement_home"]
+
+
+def test_state_dir_for_os_users_keeps_everything_but_homes_private(tmp_path):
+    state = StateDir(tmp_path / "state")
+    state.create()
+    (state.root / "settings.json").write_text("{}")
+    (state.root / "jupyterhub.sqlite").write_text("")
+    (state.root / "server-env").mkdir(mode=0o755)
+    team.secure_state_dir(state)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in state.root.iterdir()}
+    assert state.root.stat().st_mode & 0o777 == 0o711
+    assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755
+    assert modes == {"settings.json": 0o600, "jupyterhub.sqlite": 0o600, "secrets": 0o700, "logs": 0o700, "run": 0o700, "emulators": 0o700}
