@@ -17,7 +17,14 @@ up: deps
 test: deps browser-deps prometheus-deps
 	$(PY) tests/run.py $(PYTEST_ARGS)
 
-deps: $(STAMP) $(CHP)
+LABEXT := $(VENV)/share/jupyter/labextensions/@labdeck/lab/package.json
+
+deps: $(STAMP) $(CHP) $(LABEXT)
+
+# labdeck's prebuilt JupyterLab extension (share dialog, Shares panel); the build is cached in ~/.cache/labdeck
+$(LABEXT): $(STAMP) runs/labextension/build.sh runs/labextension/package.json runs/labextension/package-lock.json $(wildcard runs/labextension/src/*.js runs/labextension/style/*.css)
+	runs/labextension/build.sh $(VENV)
+	touch $@
 
 $(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt images/singleuser/overrides.json images/singleuser/jupyter_server_config.d/labdeck.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
