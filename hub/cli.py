@@ -1,4 +1,4 @@
-"""The ``labdeck`` command: ``labdeck up`` and ``labdeck broker``."""
+"""The ``labdeck`` command: ``labdeck up``, ``labdeck status``, ``labdeck run`` and ``labdeck broker``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labdeck", description="labdeck: JupyterHub for data teams")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the embedded default on 127.0.0.1 (state in $LABDECK_STATE_DIR or .labdeck/)")
+    sub.add_parser("status", help="components, health, running servers and key figures of the embedded default in the state dir")
     broker = sub.add_parser("broker", help="run the credential broker service")
     broker.add_argument("--config", required=True, help="broker config file (.py or .json)")
     sub.add_parser("run", help="run or schedule a notebook (labdeck run NOTEBOOK -p key value ...; see labdeck run -h)", add_help=False)
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from .local.runner import Supervisor
 
         return Supervisor().run()
+    if args.command == "status":
+        from .status import main as status_main
+
+        return status_main()
     if args.command == "broker":
         from labdeck.credentials.app import main as broker_main
 

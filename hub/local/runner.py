@@ -28,6 +28,7 @@ from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
 from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
 from . import team
+from .. import status
 from .state import SECRET_NAMES, StateDir, state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -422,6 +423,7 @@ class Supervisor:
             f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
             f"  Local BigQuery: {s['bq_endpoint']}  project: {s['gcp_project']}",
             f"  Grants (edit live): {self.state.root / 'grants.json'}",
+            *status.banner_lines(s),
             *team.isolation_lines(s),
             "  Press Ctrl-C to stop everything.",
             "",

@@ -120,3 +120,31 @@ def test_prometheus_finds_every_metric_of_the_dashboard_and_alerts(platform, adm
             assert not [v for v in values if secret in v], secret
     finally:
         prom.stop()
+
+
+def test_labdeck_status_and_banner(platform, alice):
+    import os
+    import subprocess
+
+    from tests.helpers.platform import LABDECK
+
+    alice.start_server()
+    try:
+        proc = subprocess.run([LABDECK, "status"], env={**os.environ, "LABDECK_STATE_DIR": str(platform.state_dir)}, capture_output=True, text=True, timeout=60)
+    finally:
+        alice.stop_server()
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    for name in ("aws", "bigquery", "broker", "proxy", "hub", "runs", "viewer"):
+        assert re.search(rf"^  {name} +pid \d+ +ok$", out, re.M), (name, out)
+    assert re.search(r"^  Servers: \d+ running \(.*alice.*\)$", out, re.M), out
+    for line in ("  Spawns: ", "  Credentials: ", "  Upstream errors: ", "  Runs: ", "  Schedules: ", "  Shares: "):
+        assert line in out, (line, out)
+    assert "metrics unavailable" not in out
+    secrets = platform.state_dir / "secrets"
+    for name in ("supervisor_token", "broker_token", "runs_token", "viewer_token"):
+        assert (secrets / name).read_text().strip() not in out + proc.stderr
+    banner = platform.log_path.read_text()
+    for path in ("/hub/metrics", "/services/broker/metrics", "/services/runs/metrics", "/services/viewer/metrics"):
+        assert f"{platform.url}{path}" in banner
+    assert "labdeck status" in banner
