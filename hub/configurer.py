@@ -287,6 +287,20 @@ def update_performance(c: Config, v: Values, mode: Mode) -> None:
     c.merge(perf)
 
 
+#: HSTS of a hub that serves HTTPS itself: browsers use https for a year, subdomains untouched
+HSTS = "max-age=31536000"
+
+
+def update_tls(c: Config, v: Values, mode: Mode) -> None:
+    """HSTS and secure cookies when this mode's public address is https (the embedded default's own TLS)."""
+    if not mode.public_bind_url.startswith("https://"):
+        return
+    tornado = dict(c.JupyterHub.tornado_settings) if "tornado_settings" in c.JupyterHub else {}
+    headers = {**tornado.get("headers", {}), "Strict-Transport-Security": HSTS}
+    cookies = {**tornado.get("cookie_options", {}), "secure": True}
+    c.JupyterHub.tornado_settings = {**tornado, "headers": headers, "cookie_options": cookies}
+
+
 def culler_command(v: Values) -> list[str]:
     cmd = [
         sys.executable, "-m", "jupyterhub_idle_culler",
@@ -366,6 +380,7 @@ def configure_with(v: Values, mode: Mode) -> Config:
     update_auth(c, v, mode)
     update_spawner(c, v, mode)
     update_performance(c, v, mode)
+    update_tls(c, v, mode)
     if mode.backend == "kube":
         update_kube_backend(c, v, mode)
     else:

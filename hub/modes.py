@@ -24,6 +24,7 @@ MODE_TABLE: dict[str, str] = {
     # -- backend: local processes or pods
     "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
     "LabdeckLocalProcessSpawner.*": "backend: local homes directory, OS users and the servers' interpreter (only the local backend has them)",
+    "JupyterHub.tornado_settings": "TLS: with LABDECK_TLS_* the embedded default's proxy serves HTTPS itself, so the hub adds HSTS and secure cookies (on Kubernetes TLS ends before the proxy Service)",
     "JupyterHub.template_vars": "backend: local servers without OS users are not isolated, and every page says so",
     "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",
     "Spawner.cmd": "backend: a pod runs labdeck-singleuser (onboarding inside the pod); locally the hub copies the welcome files",

@@ -143,6 +143,10 @@ def proxy_argv(s: Mapping, chp: str) -> list[str]:
         "--default-target", hub,
         "--error-target", f"{hub}/hub/error",
     ]  # fmt: skip
+    tls = s.get("tls")
+    if tls:
+        # the proxy's own TLS (LABDECK_TLS_CERT / LABDECK_TLS_KEY): paths, never the key itself
+        argv += ["--ssl-cert", tls["cert"], "--ssl-key", tls["key"]]
     return argv
 
 

@@ -93,7 +93,9 @@ def start_platform(
     offset = log.tell()  # a restart appends: only this run's output counts
     proc = subprocess.Popen([LABDECK, "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
-    plat = Platform(f"http://127.0.0.1:{port}", state_dir, password, proc, log_path)
+    # LABDECK_TLS_CERT: the proxy serves https; the test trusts that certificate (REQUESTS_CA_BUNDLE)
+    scheme = "https" if env.get("LABDECK_TLS_CERT") else "http"
+    plat = Platform(f"{scheme}://127.0.0.1:{port}", state_dir, password, proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -150,3 +150,21 @@ def test_state_dir_for_os_users_keeps_everything_but_homes_private(tmp_path):
     assert state.root.stat().st_mode & 0o777 == 0o711
     assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755
     assert modes == {"settings.json": 0o600, "jupyterhub.sqlite": 0o600, "secrets": 0o700, "logs": 0o700, "run": 0o700, "emulators": 0o700}
+
+
+def test_tls_gives_the_proxy_its_files_and_the_hub_hsts_and_secure_cookies():
+    from labdeck.hub.local.plan import proxy_argv, public_url
+
+    s = {**SETTINGS, "tls": {"cert": "/etc/labdeck/tls.crt", "key": "/etc/labdeck/tls.key"}, "public_scheme": "https"}
+    argv = proxy_argv(s, "chp")
+    assert argv[argv.index("--ssl-cert") + 1] == "/etc/labdeck/tls.crt"
+    assert argv[argv.index("--ssl-key") + 1] == "/etc/labdeck/tls.key"
+    assert public_url(s) == "https://127.0.0.1:8000"
+    c = configure(local_values(s), local_mode(s, SECRETS))
+    assert c.JupyterHub.bind_url == "https://127.0.0.1:8000"
+    ts = c.JupyterHub.tornado_settings
+    assert ts["headers"]["Strict-Transport-Security"] == "max-age=31536000"
+    assert ts["cookie_options"] == {"secure": True}
+    assert ts["slow_spawn_timeout"] == 0  # labdeck.hub.performance's setting is kept
+    plain = configure(local_values(SETTINGS), local_mode(SETTINGS, SECRETS))
+    assert "headers" not in plain.JupyterHub.tornado_settings and "--ssl-key" not in proxy_argv(SETTINGS, "chp")
