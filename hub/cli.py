@@ -15,10 +15,15 @@ def main(argv: list[str] | None = None) -> int:
     broker = sub.add_parser("broker", help="run the credential broker service")
     broker.add_argument("--config", required=True, help="broker config file (.py or .json)")
     sub.add_parser("run", help="run or schedule a notebook (labdeck run NOTEBOOK -p key value ...; see labdeck run -h)", add_help=False)
+    sub.add_parser("systemd-unit", help="print a systemd unit that runs labdeck up at boot (see labdeck systemd-unit -h)", add_help=False)
     if argv[:1] == ["run"]:
         from labdeck.runs.client import main as run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["systemd-unit"]:
+        from .local.systemd import main as unit_main
+
+        return unit_main(argv[1:])
     args, rest = parser.parse_known_args(argv)
     if args.command == "up":
         from .local.runner import Supervisor
