@@ -136,7 +136,8 @@ def proxy_argv(s: Mapping, chp: str) -> list[str]:
     hub = f"http://127.0.0.1:{s['hub_port']}"
     argv = [
         chp,
-        "--ip", "127.0.0.1",
+        # LABDECK_BIND_IP: 0.0.0.0 on a team VM without a reverse proxy (every other port stays on loopback)
+        "--ip", s.get("bind_ip", "127.0.0.1"),
         "--port", str(s["public_port"]),
         "--api-ip", "127.0.0.1",
         "--api-port", str(s["proxy_api_port"]),

@@ -19,6 +19,9 @@ Variables:
     The URL people open (the callback is ``<public URL>/hub/oauth_callback``); default the local URL.
 ``LABDECK_TLS_CERT``, ``LABDECK_TLS_KEY``
     PEM files: the proxy serves the public port over HTTPS with them.
+``LABDECK_BIND_IP``
+    ``0.0.0.0`` makes the public port listen on every interface (default ``127.0.0.1``);
+    every other port stays on loopback.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from urllib.parse import urlparse
 
 from .. import contract
 
+#: where the public port listens: loopback (the default) or every interface (a team VM without a reverse proxy)
+BIND_IPS = ("127.0.0.1", "0.0.0.0")
 OIDC_SECRET = "oidc_client_secret"
 OIDC_SECRET_ENV = "LABDECK_OIDC_CLIENT_SECRET"
 
@@ -104,6 +109,11 @@ def team_settings(env: Mapping[str, str]) -> dict:
         out["public_scheme"] = "https"
     if env.get("LABDECK_PUBLIC_URL"):
         out["public_url"] = check_public_url(env["LABDECK_PUBLIC_URL"])
+    bind = env.get("LABDECK_BIND_IP", "").strip()
+    if bind:
+        if bind not in BIND_IPS:
+            raise _error(f"LABDECK_BIND_IP must be one of {', '.join(BIND_IPS)} (loopback only, or every interface), not {bind[:50]!r}")
+        out["bind_ip"] = bind
     return out
 
 

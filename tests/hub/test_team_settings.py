@@ -168,3 +168,15 @@ def test_tls_gives_the_proxy_its_files_and_the_hub_hsts_and_secure_cookies():
     assert ts["slow_spawn_timeout"] == 0  # labdeck.hub.performance's setting is kept
     plain = configure(local_values(SETTINGS), local_mode(SETTINGS, SECRETS))
     assert "headers" not in plain.JupyterHub.tornado_settings and "--ssl-key" not in proxy_argv(SETTINGS, "chp")
+
+
+def test_public_port_may_listen_on_every_interface_and_nothing_else_does():
+    from labdeck.hub.local.plan import proxy_argv
+
+    s = {**SETTINGS, **env_settings({"LABDECK_BIND_IP": "0.0.0.0"})}
+    argv = proxy_argv(s, "chp")
+    assert argv[argv.index("--ip") + 1] == "0.0.0.0"
+    assert argv[argv.index("--api-ip") + 1] == "127.0.0.1"
+    assert proxy_argv(SETTINGS, "chp")[proxy_argv(SETTINGS, "chp").index("--ip") + 1] == "127.0.0.1"
+    with pytest.raises(SettingsError, match="LABDECK_BIND_IP"):
+        env_settings({"LABDECK_BIND_IP": "10.0.0.5; rm"})
