@@ -13,10 +13,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Unicode, default
 
 from . import onboarding
+from .fastlocal import FastLocalProcessSpawner
 from .localusers import OSUsersMixin
 from .mixin import LabdeckSpawnerMixin
 
@@ -42,8 +42,8 @@ def local_capabilities() -> dict[str, str]:
     return missing
 
 
-class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, SimpleLocalProcessSpawner):
-    """A local-process user server with labdeck's credential wiring."""
+class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, FastLocalProcessSpawner):
+    """A local-process user server with labdeck's credential wiring (start queue, warm pool: see fastlocal)."""
 
     homes_dir = Unicode(
         config=True,
@@ -70,7 +70,8 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, SimpleLocalP
 
     @default("cmd")
     def _cmd_default(self):
-        return [os.path.join(self.server_bin, "jupyterhub-singleuser")]
+        # jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
+        return [os.path.join(self.server_bin, "labdeck-server")]
 
     @default("default_url")
     def _default_url_default(self):
