@@ -76,6 +76,12 @@ class OSUsersMixin(Configurable):
             return super().warm_ids() if hasattr(super(), "warm_ids") else None
         return self.labdeck_account().ids
 
+    def warm_umask(self):
+        # what osusers.preexec sets for a cold start; a warm-pool claim must get the same
+        if not self.os_users:
+            return super().warm_umask() if hasattr(super(), "warm_umask") else None
+        return osusers.UMASK
+
     def user_env(self, env):
         env = super().user_env(env)
         if self.os_users:
