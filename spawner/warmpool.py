@@ -32,6 +32,7 @@ import asyncio
 import atexit
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,7 +92,7 @@ def recipe_for(cmd, env: dict, shell_cmd=(), popen_kwargs=None, python: str = sy
     """Pure: the pool recipe that reproduces a cold start of ``cmd`` with ``env``, or ``(None, why not)``.
 
     ``cmd`` must be one of :data:`SERVER_SCRIPTS` of an environment whose
-    ``python`` is next to it (``python``'s own ``bin`` for a relative name);
+    ``python`` is next to it (a relative name is looked up on ``env``'s PATH);
     the zygote runs that interpreter, so it imports what the script would.
     """
     if shell_cmd:
@@ -100,7 +101,9 @@ def recipe_for(cmd, env: dict, shell_cmd=(), popen_kwargs=None, python: str = sy
         return None, "LocalProcessSpawner.popen_kwargs is set"
     if not cmd:
         return None, "no command"
-    exe = cmd[0] if os.path.isabs(cmd[0]) else os.path.join(os.path.dirname(python), cmd[0])
+    exe = cmd[0]
+    if not os.path.isabs(exe):  # what Popen would run: the first match on the server's PATH
+        exe = shutil.which(exe, path=env.get("PATH")) or os.path.join(os.path.dirname(python), exe)
     if os.path.basename(exe) not in SERVER_SCRIPTS:
         return None, f"{os.path.basename(cmd[0])!r} is not one of labdeck's server commands"
     interpreter = os.path.join(os.path.dirname(exe), "python")
