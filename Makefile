@@ -67,5 +67,11 @@ kube-binaries:
 kube-up: $(STAMP) kube-binaries
 	$(PY) -m tests.kube.cluster up
 
+## bench: one-at-a-time spawns and a storm of 40, labdeck vs a clean vanilla JupyterHub (bench/results/)
+bench: deps
+	$(PY) bench/vanilla_venv.py
+	$(PY) bench/spawn.py --reps 7
+	$(PY) bench/storm.py --users 40
+
 clean:
 	rm -rf $(VENV) node_modules
