@@ -153,13 +153,13 @@ def _kill(pid):
         pass
 
 
-def _gone(pid, timeout=15) -> bool:
+def _gone(pid, timeout=30) -> bool:
+    """True once ``pid`` is gone - reaped, not a zombie (a zombie still answers kill(pid, 0))."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1][0] == "Z":
-                    return False  # a zombie: the zygote did not reap it
+                f.read()
         except OSError:
             return True
         time.sleep(0.05)
