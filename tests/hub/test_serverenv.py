@@ -1,0 +1,53 @@
+"""labdeck.hub.local.serverenv: can other users reach a path, and the environment servers run from."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from labdeck.hub.local.serverenv import ensure_server_env, reachable_by_others
+
+
+def test_reachable_by_others_needs_x_on_every_directory(tmp_path):
+    d = tmp_path / "a" / "b"
+    d.mkdir(parents=True)
+    f = d / "tool"
+    f.write_text("x")
+    os.chmod(f, 0o755)
+    for p in (tmp_path, tmp_path / "a", d):
+        os.chmod(p, 0o755)
+    chain_ok = all(os.stat(p).st_mode & 0o001 for p in tmp_path.parents)
+    assert reachable_by_others(str(f)) is chain_ok
+    os.chmod(tmp_path / "a", 0o700)
+    assert reachable_by_others(str(f)) is False
+    os.chmod(tmp_path / "a", 0o755)
+    os.chmod(f, 0o700)
+    assert reachable_by_others(str(f)) is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or reachable_by_others(sys.executable), reason="needs root and a Python private to root (as in make up here)")
+def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="labdeck-serverenv-", dir="/tmp"))
+    bin_dir = None
+    try:
+        os.chmod(root, 0o755)
+        if not all(os.stat(p).st_mode & 0o001 for p in root.parents):
+            pytest.skip(f"{root} is not reachable by other users")
+        bin_dir = ensure_server_env(root / "server-env")
+        again = ensure_server_env(root / "server-env")  # cached: not rebuilt
+        assert again == bin_dir
+        out = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.path.join(bin_dir, "python"), "-c",
+             "import labdeck.spawner.osusers, jupyterhub, ipykernel; print('ok')"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.stdout.strip() == "ok", out.stderr
+        with open(os.path.join(bin_dir, "jupyterhub-singleuser")) as f:
+            assert f.readline().strip() == f"#!{bin_dir}/python"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
