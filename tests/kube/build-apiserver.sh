@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Build (once) and cache a kube-apiserver for the test harness in tests/kube/.
+# Build (once) and cache a kube-apiserver (or, with an argument, another
+# component of the same tree: kube-controller-manager) for the test harness
+# in tests/kube/.
+#
+# Usage: build-apiserver.sh [kube-apiserver|kube-controller-manager]
 #
 # Source: Debian bookworm's *source* package `kubernetes` (the full upstream tree
 # with vendor/), built offline with upstream's make.  The system's apt sources
@@ -17,7 +21,12 @@ set -euo pipefail
 UPSTREAM="${LABDECK_KUBE_VERSION:-1.20.2}"
 CACHE_ROOT="${LABDECK_KUBE_CACHE:-$HOME/.cache/labdeck/kube}"
 OUT_DIR="$CACHE_ROOT/$UPSTREAM"
-BIN="$OUT_DIR/kube-apiserver"
+COMPONENT="${1:-kube-apiserver}"
+case "$COMPONENT" in
+  kube-apiserver|kube-controller-manager) ;;
+  *) echo "build-apiserver: unknown component '$COMPONENT' (kube-apiserver or kube-controller-manager)" >&2; exit 2 ;;
+esac
+BIN="$OUT_DIR/$COMPONENT"
 
 die() { echo "build-apiserver: $*" >&2; exit 1; }
 log() { echo "build-apiserver: $*" >&2; }
@@ -28,7 +37,7 @@ if [[ -x "$BIN" ]] && "$BIN" --version >/dev/null 2>&1; then
   exit 0
 fi
 
-command -v apt-get >/dev/null || die "apt-get not found: cannot fetch the Debian kubernetes source package (need Debian/Ubuntu), or put a kube-apiserver $UPSTREAM at $BIN"
+command -v apt-get >/dev/null || die "apt-get not found: cannot fetch the Debian kubernetes source package (need Debian/Ubuntu), or put a $COMPONENT $UPSTREAM at $BIN"
 
 WORK="$CACHE_ROOT/build-$UPSTREAM"
 APT="$WORK/apt"
@@ -78,15 +87,15 @@ if [[ ! -f "$SRC/Makefile" ]]; then
 fi
 [[ -d "$SRC/vendor" ]] || die "unpacked source has no vendor/ directory: cannot build offline"
 
-log "building kube-apiserver $UPSTREAM (several minutes on first run)"
+log "building $COMPONENT $UPSTREAM (several minutes on first run)"
 start=$(date +%s)
 (
   cd "$SRC"
   GOPROXY=off GOFLAGS=-mod=vendor CGO_ENABLED=0 KUBE_GIT_VERSION="v$UPSTREAM" \
-    make WHAT=cmd/kube-apiserver >&2
-) || die "make WHAT=cmd/kube-apiserver failed (see output above)"
-built=$(find "$SRC/_output" -type f -name kube-apiserver -perm -u+x | head -1)
-[[ -n "$built" ]] || die "build finished but no kube-apiserver binary under $SRC/_output"
+    make WHAT="cmd/$COMPONENT" >&2
+) || die "make WHAT=cmd/$COMPONENT failed (see output above)"
+built=$(find "$SRC/_output" -type f -name "$COMPONENT" -perm -u+x | head -1)
+[[ -n "$built" ]] || die "build finished but no $COMPONENT binary under $SRC/_output"
 install -m 0755 "$built" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 log "built in $(( $(date +%s) - start ))s: $("$BIN" --version)"
 echo "$BIN"

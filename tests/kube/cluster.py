@@ -10,8 +10,10 @@ Design requirements:
   ``admin-token`` and the kubeconfig); it is never on a command line and never
   printed or logged.
 
-No scheduler, controller-manager or kubelet runs: pods stay Pending unless the
-process kubelet in ``tests/kube/kubelet.py`` picks them up.
+No scheduler or kubelet runs: pods stay Pending unless the process kubelet in
+``tests/kube/kubelet.py`` picks them up. A kube-controller-manager from the same
+source tree (Deployments → ReplicaSets → Pods, garbage collection) runs
+only when asked: :meth:`LocalCluster.start_controller_manager`.
 
 For people: ``python -m tests.kube.cluster up`` (or ``make kube-up``) starts a
 cluster, prints the kubeconfig path and waits for Ctrl-C.
@@ -53,6 +55,28 @@ class ClusterError(RuntimeError):
 def cached_apiserver() -> Path:
     """Where the build script caches kube-apiserver for :data:`KUBE_VERSION`."""
     return CACHE_ROOT / KUBE_VERSION / "kube-apiserver"
+
+
+#: the controllers the harness runs: what a Deployment needs to become pods, and the
+#: garbage collector (ownerReferences). Not "endpoint": the Endpoints API refuses the
+#: loopback pod IPs of the process kubelet, which resolves Services itself.
+CONTROLLERS = ("deployment", "replicaset", "garbagecollector")
+
+
+def ensure_controller_manager(build: bool = True) -> Path:
+    """Return a runnable kube-controller-manager (built by the build script from the same source)."""
+    path = CACHE_ROOT / KUBE_VERSION / "kube-controller-manager"
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    if not build:
+        raise ClusterError(f"no kube-controller-manager at {path}; run tests/kube/build-apiserver.sh kube-controller-manager")
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "kube-controller-manager"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise ClusterError(f"building kube-controller-manager failed: {tail}")
+    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def ensure_apiserver(build: bool = True) -> Path:
@@ -242,9 +266,39 @@ class LocalCluster:
             raise
         return self
 
+    def start_controller_manager(self) -> None:
+        """Start kube-controller-manager (:data:`CONTROLLERS` only) against this cluster; idempotent.
+
+        It authenticates with the admin kubeconfig (0600), serves nothing (no ports), and
+        does not elect a leader (it is alone).
+        """
+        if "kube-controller-manager" in self._procs:
+            self._check_alive("kube-controller-manager")
+            return
+        assert self.kubeconfig is not None
+        binary = ensure_controller_manager(build=self._build)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                "--port=0",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+                "--concurrent-deployment-syncs=2",
+                "--concurrent-replicaset-syncs=2",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        time.sleep(0.5)
+        self._check_alive("kube-controller-manager")
+
     def stop(self) -> None:
-        """Stop kube-apiserver, then etcd, by PID; remove the work directory."""
-        for name in ("kube-apiserver", "etcd"):
+        """Stop the controller-manager and kube-apiserver, then etcd, by PID; remove the work directory."""
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self._procs.pop(name, None)
             if proc is not None:
                 _terminate(proc)

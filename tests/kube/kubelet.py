@@ -18,9 +18,27 @@ It stands in for scheduler + kubelet + the PVC controller on a machine without c
 - marks PVCs Bound and maps each to a directory under ``pvc_root`` (homes persist across
   pod restarts for as long as that directory does).
 
-Not done: restarts (restartPolicy Always/OnFailure), init containers and sidecars (only the
-first container runs), ``runAsUser``/``fsGroup`` (processes run as the kubelet's user),
-probes, resource limits, image pulls, ``kubectl logs``/``exec`` (see :meth:`log_path`).
+Opt-in, for running a whole chart (``tests/kube/chart_harness.py``):
+
+- ``image_env``: image → environment the image would set (its ``ENV``: ``PATH`` into this
+  venv or ``node_modules/.bin``), under the container's own env;
+- ``cluster_dns``: each pod gets its own ``/etc/hosts`` (bind-mounted in its mount
+  namespace, the host's file is untouched) naming every Service of the namespace by the
+  address of a ready pod its selector matches, kept current every 0.5 s. (The Endpoints
+  API refuses loopback addresses, so the endpoints controller's result cannot be used for
+  127.x pod IPs.) No kube-proxy: a Service works only where ``port == targetPort``;
+- ``service_account_tokens``: a pod that automounts its token gets a TokenRequest token of
+  its ServiceAccount, ``ca.crt`` and ``namespace`` at
+  ``/var/run/secrets/kubernetes.io/serviceaccount`` and ``KUBERNETES_SERVICE_HOST/PORT``,
+  so in-cluster clients work with the chart's own RBAC;
+- ``probes``: an ``httpGet`` readiness probe gates the pod's Ready condition (checked until
+  it first succeeds);
+- ``restarts``: ``restartPolicy`` Always/OnFailure restart the process in place with a
+  capped back-off (``restartCount`` counts), instead of failing the pod.
+
+Not done: restarts unless ``restarts`` (a ReplicaSet would replace a failed pod), init containers and sidecars (only the first container runs), ``runAsUser``/``fsGroup``
+(processes run as the kubelet's user), liveness/startup probes, resource limits, image
+pulls, ``kubectl logs``/``exec`` (see :meth:`log_path`).
 
 Use ``await ProcessKubelet(...).run()`` in a task, :class:`KubeletThread` from sync code,
 or ``python -m tests.kube.kubelet --kubeconfig K --namespace NS``.
@@ -76,6 +94,8 @@ class PodRun:
     deleting: bool = False
     created_targets: list[Path] = field(default_factory=list)
     task: asyncio.Task | None = None
+    labels: dict = field(default_factory=dict)
+    ready: bool = False
 
 
 class ProcessKubelet:
@@ -116,8 +136,19 @@ class ProcessKubelet:
         max_grace: float = 10.0,
         base_env: Mapping[str, str] | None = None,
         bind_pvcs: bool = True,
+        image_env: Mapping[str, Mapping[str, str]] | None = None,
+        cluster_dns: bool = False,
+        service_account_tokens: bool = False,
+        probes: bool = False,
+        restarts: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
+        self.restarts = restarts
+        self.image_env = {k: dict(v) for k, v in (image_env or {}).items()}
+        self.cluster_dns = cluster_dns
+        self.service_account_tokens = service_account_tokens
+        self.probes = probes
+        self._hosts: dict[str, str] = {}
         self.namespace = namespace
         self.node_name = node_name
         self._own_workdir = workdir is None
@@ -164,6 +195,8 @@ class ProcessKubelet:
             await self._register_node()
             if self.bind_pvcs:
                 self._spawn(self._pvc_loop())
+            if self.cluster_dns:
+                self._spawn(self._dns_loop())
             await self._pod_loop()
         finally:
             await self.shutdown()
@@ -325,6 +358,7 @@ class ProcessKubelet:
                               f"{self.node_name}", source="default-scheduler")
             pod = await self._read_pod(run) or pod
         run.ip = self._alloc_ip()
+        run.labels = dict(pod["metadata"].get("labels") or {})
         run.dir = self.workdir / "pods" / f"{ns}_{name}_{run.uid[:8]}"
         run.dir.mkdir(parents=True, exist_ok=True)
         pod.setdefault("status", {})["podIP"] = run.ip
@@ -349,34 +383,139 @@ class ProcessKubelet:
         await self._event(run, "Pulling", f'Pulling image "{image}"')
         await self._event(run, "Pulled", f'Container image "{image}" already present on '
                           "machine (process kubelet: nothing to pull)")
-        await self._event(run, "Created", f"Created container {container['name']}")
-        try:
-            run.proc = self._launch(run, argv, env, cwd)
-        except OSError as e:
-            await self._event(run, "Failed", f"Error: {e}", type_="Warning")
-            await self._finish(run, container["name"], 128, "StartError", str(e))
+        policy = pod["spec"].get("restartPolicy", "Always")
+        restarts = 0
+        while True:
+            await self._event(run, "Created", f"Created container {container['name']}")
+            try:
+                run.proc = self._launch(run, argv, env, cwd)
+            except OSError as e:
+                await self._event(run, "Failed", f"Error: {e}", type_="Warning")
+                await self._finish(run, container["name"], 128, "StartError", str(e))
+                return
+            await self._event(run, "Started", f"Started container {container['name']}")
+            started = now()
+            probe_url = None
+            if self.probes:
+                probe_url = podspec.http_probe_url(container, container.get("readinessProbe"), run.ip)
+
+            def running(ready: bool, started=started, restarts=restarts) -> dict:
+                run.ready = ready
+                return {
+                    "phase": "Running",
+                    "conditions": _conditions(scheduled=True, ready=ready),
+                    "containerStatuses": [{
+                        "name": container["name"],
+                        "image": image,
+                        "imageID": f"process://{image}",
+                        "containerID": f"process://{run.proc.pid}",
+                        "ready": ready,
+                        "started": True,
+                        "restartCount": restarts,
+                        "state": {"running": {"startedAt": started}},
+                        "lastState": {},
+                    }],
+                }
+
+            await self._patch_status(run, running(probe_url is None))
+            if probe_url:
+                self._spawn(self._probe_ready(run, probe_url, running))
+            code = await self._wait_exit(run)
+            if run.deleting:
+                return
+            again = self.restarts and (policy == "Always" or (policy == "OnFailure" and code != 0))
+            if not again:
+                await self._finish(run, container["name"], code,
+                                   "Completed" if code == 0 else "Error", "", started)
+                return
+            # like a kubelet: restart in place with a capped exponential back-off (CrashLoopBackOff)
+            restarts += 1
+            delay = min(0.5 * 2 ** restarts, 10.0)
+            await self._event(run, "BackOff", f"Back-off {delay:g}s restarting failed container "
+                              f"{container['name']} (exit code {code})", type_="Warning")
+            run.ready = False
+            await self._patch_status(run, {"conditions": _conditions(scheduled=True, ready=False)})
+            await asyncio.sleep(delay)
+            if run.deleting:
+                return
+
+    async def _probe_ready(self, run: PodRun, url: str, running) -> None:
+        """Poll a readiness probe until it answers 2xx/3xx once, then report the pod Ready."""
+        import urllib.request
+
+        def check() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return 200 <= r.status < 400
+            except OSError:
+                return False
+
+        while run.proc is not None and run.proc.poll() is None and not run.deleting:
+            if await asyncio.get_running_loop().run_in_executor(None, check):
+                await self._patch_status(run, running(True))
+                return
+            await asyncio.sleep(0.5)
+
+    async def _service_account(self, run: PodRun, pod: dict) -> tuple[Path, dict[str, str]] | None:
+        """The pod's ServiceAccount token directory and env, as a kubelet's token projection gives it."""
+        spec = pod["spec"]
+        if not self.service_account_tokens or spec.get("automountServiceAccountToken") is False:
+            return None
+        assert self._core is not None and run.dir is not None
+        sa = spec.get("serviceAccountName") or "default"
+        body = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+        tr = await raw(self._core.create_namespaced_service_account_token(
+            sa, run.namespace, body, _preload_content=False))
+        cfg = self._api.configuration if self._api else None
+        d = run.dir / "serviceaccount"
+        d.mkdir(mode=0o700, exist_ok=True)
+        podspec._write_file(d / "token", tr["status"]["token"].encode(), 0o600)
+        podspec._write_file(d / "namespace", run.namespace.encode(), 0o644)
+        if cfg is not None and cfg.ssl_ca_cert:
+            podspec._write_file(d / "ca.crt", Path(cfg.ssl_ca_cert).read_bytes(), 0o644)
+        from urllib.parse import urlsplit
+
+        host = urlsplit(cfg.host if cfg else "https://127.0.0.1:443")
+        env = {"KUBERNETES_SERVICE_HOST": host.hostname or "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": str(host.port or 443)}
+        return d, env
+
+    async def _endpoints(self, namespace: str) -> dict[str, list[str]]:
+        """Service → ready pod addresses in ``namespace`` (the pods this kubelet runs)."""
+        assert self._core is not None
+        services = (await raw(self._core.list_namespaced_service(namespace, _preload_content=False)))["items"]
+        pods = [(r.labels, r.ip) for r in self.runs.values()
+                if r.namespace == namespace and r.ready and not r.deleting and r.ip]
+        return podspec.service_addresses(services, pods)
+
+    async def _dns_loop(self) -> None:
+        """Keep every running pod's hosts file current with the namespace's Endpoints."""
+        while True:
+            try:
+                by_ns: dict[str, dict[str, list[str]]] = {}
+                for run in list(self.runs.values()):
+                    if run.dir is None or not (run.dir / "hosts").exists():
+                        continue
+                    if run.namespace not in by_ns:
+                        by_ns[run.namespace] = await self._endpoints(run.namespace)
+                    self._write_hosts(run, by_ns[run.namespace])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("DNS loop: %s", e)
+            await asyncio.sleep(0.5)
+
+    def _write_hosts(self, run: PodRun, endpoints: dict[str, list[str]]) -> None:
+        assert run.dir is not None
+        text = podspec.hosts_file(endpoints, run.namespace, run.name, run.ip)
+        if self._hosts.get(run.uid) == text and (run.dir / "hosts").exists():
             return
-        await self._event(run, "Started", f"Started container {container['name']}")
-        started = now()
-        await self._patch_status(run, {
-            "phase": "Running",
-            "conditions": _conditions(scheduled=True, ready=True),
-            "containerStatuses": [{
-                "name": container["name"],
-                "image": image,
-                "imageID": f"process://{image}",
-                "containerID": f"process://{run.proc.pid}",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "state": {"running": {"startedAt": started}},
-                "lastState": {},
-            }],
-        })
-        code = await self._wait_exit(run)
-        if not run.deleting:
-            await self._finish(run, container["name"], code,
-                               "Completed" if code == 0 else "Error", "", started)
+        path = run.dir / "hosts"
+        # rewrite in place: the pod's /etc/hosts is a bind mount of this inode
+        with open(path, "r+" if path.exists() else "w") as f:
+            f.truncate(0)
+            f.write(text)
+        self._hosts[run.uid] = text
 
     async def _prepare(
         self, run: PodRun, pod: dict, container: dict
@@ -397,7 +536,16 @@ class ProcessKubelet:
                     pod, run.dir, lookup, lambda claim: self.pvc_root / run.namespace / claim
                 )
                 mounts = podspec.resolve_mounts(container, plan)
-                base = dict(self.base_env, HOSTNAME=run.name)
+                base = dict(self.base_env)
+                base.update(podspec.image_entry(self.image_env, container.get("image", "")) or {})
+                base["HOSTNAME"] = run.name
+                sa = await self._service_account(run, pod)
+                if sa is not None:
+                    base.update(sa[1])
+                    mounts.append(podspec.Mount(sa[0], "/var/run/secrets/kubernetes.io/serviceaccount", True))
+                if self.cluster_dns:
+                    self._write_hosts(run, await self._endpoints(run.namespace))
+                    mounts.append(podspec.Mount(run.dir / "hosts", "/etc/hosts", True))
                 env = podspec.build_env(pod, container, lookup, base)
                 argv = podspec.build_argv(container, env, self.default_commands)
                 break
@@ -446,7 +594,8 @@ class ProcessKubelet:
                 p = p.parent
             if m.source.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.touch(exist_ok=True)
+                if not target.exists():  # never touch an existing host file (/etc/hosts)
+                    target.touch()
             else:
                 target.mkdir(parents=True, exist_ok=True)
             for p in missing:
@@ -575,6 +724,7 @@ class ProcessKubelet:
         _signal_group(proc.pid, signal.SIGKILL)
 
     def _cleanup(self, run: PodRun) -> None:
+        self._hosts.pop(run.uid, None)
         if run.ip:
             self._ips.discard(run.ip)
         if run.dir:

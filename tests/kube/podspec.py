@@ -309,11 +309,22 @@ def resolve_mounts(container: Mapping[str, Any], plan: VolumePlan) -> list[Mount
     return mounts
 
 
+def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
+    """Mounts in a safe order: parents before children, and a mount that would hide another
+    mount's *source* (an emptyDir at ``/tmp`` over a kubelet directory under ``/tmp``) last."""
+
+    def hides_a_source(m: Mount) -> bool:
+        t = Path(m.target)
+        return any(o is not m and (t == Path(o.source) or t in Path(o.source).parents) for o in mounts)
+
+    return sorted(mounts, key=lambda m: (hides_a_source(m), len(Path(m.target).parts)))
+
+
 def mount_script(mounts: Sequence[Mount], working_dir: str | None) -> str:
     """A /bin/sh script that bind-mounts ``mounts`` and execs ``"$@"`` (run under
     ``unshare --mount``). Mount targets must already exist (the kubelet creates them)."""
     lines = ["set -e", "mount --make-rprivate / 2>/dev/null || true"]
-    for m in mounts:
+    for m in mount_order(mounts):
         src, dst = shlex.quote(str(m.source)), shlex.quote(m.target)
         lines.append(f"mount --bind {src} {dst}")
         if m.read_only:
@@ -342,3 +353,60 @@ def rewrite_paths(
     if isinstance(values, Mapping):
         return {k: fix(v) for k, v in values.items()}
     return [fix(v) for v in values]
+
+
+def image_entry(mapping: Mapping[str, Any], image: str) -> Any:
+    """The entry of ``mapping`` for ``image``: the exact ``repo:tag``, else the repository, else ``"*"``."""
+    if image in mapping:
+        return mapping[image]
+    repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    if repo in mapping:
+        return mapping[repo]
+    return mapping.get("*")
+
+
+def service_addresses(services: Sequence[Mapping[str, Any]], pods: Sequence[tuple[Mapping[str, str], str]]) -> dict[str, list[str]]:
+    """Service name → addresses of the ready pods its selector matches (what Endpoints would list).
+
+    ``pods`` are (labels, ip) of *ready* pods. The Endpoints API refuses loopback addresses,
+    so the harness cannot use the endpoints controller's result for its 127.x pod IPs.
+    """
+    out: dict[str, list[str]] = {}
+    for svc in services:
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        if not selector:
+            continue
+        ips = sorted({ip for labels, ip in pods if all(labels.get(k) == v for k, v in selector.items())})
+        if ips:
+            out[svc["metadata"]["name"]] = ips
+    return out
+
+
+def hosts_file(addresses: Mapping[str, Sequence[str]], namespace: str, pod_name: str, pod_ip: str) -> str:
+    """A pod's ``/etc/hosts``: itself, and each Service of ``namespace`` by a ready pod address.
+
+    What cluster DNS answers for ``<svc>``, ``<svc>.<ns>``, ``<svc>.<ns>.svc`` and
+    ``<svc>.<ns>.svc.cluster.local`` - except that the names resolve to the *pod*
+    addresses behind the Service (there is no kube-proxy and no cluster IP), so a
+    Service only works here when its ``port`` equals its ``targetPort``.
+    """
+    lines = ["127.0.0.1\tlocalhost", f"{pod_ip}\t{pod_name}"]
+    for name in sorted(addresses):
+        names = f"{name} {name}.{namespace} {name}.{namespace}.svc {name}.{namespace}.svc.cluster.local"
+        for ip in list(addresses[name])[:1]:  # one address per name: getaddrinfo returns the first anyway
+            lines.append(f"{ip}\t{names}")
+    return "\n".join(lines) + "\n"
+
+
+def http_probe_url(container: Mapping[str, Any], probe: Mapping[str, Any], pod_ip: str) -> str | None:
+    """``http://<pod ip>:<port><path>`` of an ``httpGet`` probe (named ports resolved), else None."""
+    get = (probe or {}).get("httpGet")
+    if not get:
+        return None
+    port = get.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        named = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
+        if port not in named:
+            raise PodSpecError(f"probe port {port!r} is not a named port of container {container.get('name')!r}")
+        port = named[port]
+    return f"http://{pod_ip}:{port}{get.get('path') or '/'}"

@@ -1,0 +1,296 @@
+"""``helm install`` of helm/labdeck into tests/kube's API server, with every pod running.
+
+What runs, and what each real part is:
+
+- kube-apiserver + etcd (:class:`tests.kube.cluster.LocalCluster`) and
+  kube-controller-manager from the same Debian source (Deployments → ReplicaSets → Pods,
+  Endpoints from pod readiness, garbage collection);
+- the process kubelet (:mod:`tests.kube.kubelet`) for the release namespace, with the
+  chart's images mapped to this machine (:data:`IMAGE_ENV`: the hub, broker, runs and
+  viewer images are this venv; the proxy image is ``node_modules/.bin``; the user image is
+  this venv too, plus ``ServerApp.allow_root`` because the kubelet runs every process as its
+  own user - root here), readiness probes, ServiceAccount tokens (so the hub's KubeSpawner
+  uses the chart's own Role) and per-pod ``/etc/hosts`` naming each Service by its ready
+  endpoint addresses;
+- moto (:mod:`labdeck.emulators.aws`, IAM enforced) as S3/STS/IAM on 127.0.0.1, the chart's
+  ``cloud.aws.endpointUrl``; the broker's and viewer's IAM keys reach their pods through
+  ``extraEnv`` (:func:`install_values`).
+
+Service names resolve to *pod* addresses (no kube-proxy, no cluster IPs), so every Service
+must have ``port == targetPort``: the values set ``proxy.service.port: 8000``. Pods bind
+their own ``127.0.3.N`` address where the chart says ``0.0.0.0`` on a command line; the
+hub (8081), proxy (8000, 8001) and broker (8090) bind every address, as they do in a pod,
+so those ports must be free on this machine (:func:`ports_in_use` names a clash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from labdeck.hub import contract
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "labdeck"
+VALUES = Path(__file__).resolve().parent / "chart-values.yaml"
+BIN = str(Path(sys.executable).parent)
+NODE_BIN = str(ROOT / "node_modules" / ".bin")
+RELEASE = "lc"
+NAMESPACE = "labdeck-chart"
+IP_PREFIX = "127.0.3."
+USER_IMAGE = "labdeck/singleuser"
+#: ports the chart's pods bind on every address (see module docstring)
+WILDCARD_PORTS = (contract.HUB_PORT, contract.PROXY_HTTP_PORT, contract.PROXY_API_PORT, contract.SERVICE_PORTS[contract.BROKER])
+ROLE_NAME = "labdeck-users"
+
+
+def image_env(allow_root_dir: Path) -> dict[str, dict[str, str]]:
+    """What each chart image's ``ENV`` is on this machine (the kubelet's ``image_env``)."""
+    path = f"{BIN}:/usr/local/bin:/usr/bin:/bin"
+    return {
+        "ghcr.io/labdeck/hub": {"PATH": path, "PYTHONUNBUFFERED": "1"},
+        "quay.io/jupyterhub/configurable-http-proxy": {"PATH": f"{NODE_BIN}:{path}"},
+        USER_IMAGE: {"PATH": path, "JUPYTER_CONFIG_PATH": str(allow_root_dir), "PYTHONUNBUFFERED": "1"},
+    }
+
+
+def ports_in_use(host: str = "127.0.0.1") -> list[int]:
+    busy = []
+    for port in WILDCARD_PORTS:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def relaxed_chart(dst: Path) -> Path:
+    """helm/labdeck with ``kubeVersion`` relaxed to the harness API server's 1.20 (nothing else changes)."""
+    target = dst / "labdeck"
+    shutil.copytree(CHART, target)
+    meta = target / "Chart.yaml"
+    text, n = re.subn(r"(?m)^kubeVersion:.*$", 'kubeVersion: ">=1.20.0-0"', meta.read_text())
+    assert n == 1
+    meta.write_text(text)
+    return target
+
+
+@dataclass
+class Moto:
+    """The S3/STS/IAM endpoint of the release, seeded like the embedded default's, plus the users' role."""
+
+    endpoint: str
+    proc: subprocess.Popen
+    bucket: str
+    broker_keys: dict[str, str]
+    viewer_keys: dict[str, str]
+    role_arn: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def _keys(path: Path) -> dict[str, str]:
+    import configparser
+
+    cp = configparser.ConfigParser()
+    cp.read(path)
+    return {"AWS_ACCESS_KEY_ID": cp["default"]["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": cp["default"]["aws_secret_access_key"]}
+
+
+def start_moto(workdir: Path, bucket: str = contract.DEFAULT_BUCKET, region: str = contract.DEFAULT_REGION) -> Moto:
+    import boto3
+    import requests
+
+    from labdeck.emulators import aws
+    from tests.helpers.platform import free_port
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = open(workdir / "moto.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labdeck.emulators.aws", "--port", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "inf", "AWS_ACCESS_KEY_ID": "seed", "AWS_SECRET_ACCESS_KEY": "seed"},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{endpoint}/moto-api/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    # the role the chart's broker assumes for every user (cloud.aws.roleArn); real AWS narrows
+    # it per user with a session policy, which moto does not evaluate
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=region, aws_access_key_id="seed", aws_secret_access_key="seed")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+    role = iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    data = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="data", PolicyDocument=json.dumps(data))
+    broker_file, viewer_file = workdir / "broker-aws", workdir / "viewer-aws"
+    aws.seed(endpoint, bucket, region, str(broker_file), str(viewer_file))
+    return Moto(endpoint, proc, bucket, _keys(broker_file), _keys(viewer_file), role["Arn"])
+
+
+def install_values(moto: Moto, onboarding_dir: Path) -> list[str]:
+    """``--set`` arguments of the install: what only exists at test time (endpoint, keys, paths)."""
+    sets = [
+        f"cloud.aws.endpointUrl={moto.endpoint}",
+        f"cloud.aws.bucket={moto.bucket}",
+        f"cloud.aws.roleArn={moto.role_arn}",
+        f"singleuser.onboardingDir={onboarding_dir}",
+    ]
+    for component, keys in (("broker", moto.broker_keys), ("viewer", moto.viewer_keys)):
+        for k, v in keys.items():
+            sets.append(f"{component}.extraEnv.{k}={v}")
+    return sets
+
+
+@dataclass
+class Helm:
+    """The helm binary with its own HOME and the cluster's kubeconfig (never the user's)."""
+
+    path: str
+    env: dict[str, str]
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run([self.path, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert proc.returncode == 0, f"helm {' '.join(a for a in args if 'AWS_SECRET' not in a)}: {proc.stderr[-3000:]}"
+        return proc
+
+
+def make_helm(helm_path: str, kubeconfig: Path, home: Path) -> Helm:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "KUBECONFIG": str(kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    return Helm(helm_path, env)
+
+
+@dataclass
+class Release:
+    """A running release: where to reach it and how to look inside."""
+
+    cluster: object
+    kubelet: object
+    helm: Helm
+    chart: Path
+    sets: list[str]
+    password: str
+    names: dict[str, str] = field(default_factory=dict)
+
+    def get(self, path: str) -> dict | None:
+        status, body = self.cluster.request(path)
+        if status == 404:
+            return None
+        assert status == 200, (path, status, body[:300])
+        return json.loads(body)
+
+    def pods(self, selector: str = "") -> list[dict]:
+        q = f"?labelSelector={selector}" if selector else ""
+        return self.get(f"/api/v1/namespaces/{NAMESPACE}/pods{q}")["items"]
+
+    def component_pod(self, component: str) -> dict | None:
+        running = [
+            p for p in self.pods(f"app.kubernetes.io/component%3D{component}")
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+        return running[0] if running else None
+
+    def ip_of(self, component: str) -> str:
+        pod = self.component_pod(component)
+        assert pod, f"no running {component} pod"
+        return pod["status"]["podIP"]
+
+    @property
+    def url(self) -> str:
+        """The public URL: the proxy-public Service's endpoint (port == targetPort here)."""
+        return f"http://{self.ip_of('proxy')}:{contract.PROXY_HTTP_PORT}"
+
+    def deployments_available(self) -> dict[str, bool]:
+        deps = self.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments")["items"]
+        return {
+            d["metadata"]["name"]: (d.get("status") or {}).get("availableReplicas", 0) >= d["spec"]["replicas"]
+            for d in deps
+            if d["spec"]["replicas"]
+        }
+
+    def wait_available(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        last = {}
+        while time.monotonic() < deadline:
+            last = self.deployments_available()
+            if last and all(last.values()):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"Deployments not available after {timeout}s: {last}\n{self.diagnose()}")
+
+    def wait_routes(self, timeout: float = 90) -> None:
+        """Until the hub answers through the proxy and has registered the runs and viewer routes."""
+        import requests
+
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                codes = [requests.get(f"{self.url}{p}", timeout=5).status_code
+                         for p in ("/hub/health", "/services/runs/health", "/services/viewer/health")]
+                if codes == [200, 200, 200]:
+                    return
+                last = str(codes)
+            except requests.RequestException as e:
+                last = str(e)
+            time.sleep(0.5)
+        raise AssertionError(f"hub and services not reachable through the proxy after {timeout}s: {last}\n{self.diagnose()}")
+
+    def log(self, component: str) -> str:
+        pod = self.component_pod(component)
+        path = pod and self.kubelet.log_path(pod["metadata"]["name"], NAMESPACE)
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def diagnose(self) -> str:
+        out = []
+        for ep in self.get(f"/api/v1/namespaces/{NAMESPACE}/endpoints")["items"]:
+            out.append(f"endpoints {ep['metadata']['name']}: {json.dumps(ep.get('subsets'))}")
+        for run in list(self.kubelet.runs.values()):
+            hosts = run.dir / "hosts" if run.dir else None
+            if hosts and hosts.exists():
+                out.append(f"hosts of {run.name}:\n{hosts.read_text()}")
+        for pod in self.pods():
+            name = pod["metadata"]["name"]
+            out.append(f"--- {name}: {pod['status'].get('phase')}")
+            path = self.kubelet.log_path(name, NAMESPACE)
+            if path and path.exists():
+                out.append(path.read_text(errors="replace")[-2500:])
+        return "\n".join(out)
+
+    def values_file(self) -> Path:
+        return VALUES
+
+
+def load_values() -> dict:
+    return yaml.safe_load(VALUES.read_text())

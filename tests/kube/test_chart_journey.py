@@ -1,0 +1,97 @@
+"""The journey of tests/helpers/journey.py through the chart's own hub, in tests/kube.
+
+``helm install`` of helm/labdeck (chart_harness.py): kube-controller-manager turns the
+Deployments into pods, the process kubelet runs them (hub, proxy, broker, runs, viewer),
+Service names resolve to their pods. A person then logs in through the proxy with the
+dev login, spawns a user pod from the chart's own spawner config, and so on (the
+scenario module). Then ``helm upgrade`` with a changed value keeps the running server,
+and ``helm uninstall`` leaves only the keep-annotated PVCs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+import requests
+
+from tests.chart.chartlib import _helm_path
+from tests.kube import chart_harness as ch
+from tests.kube.kubelet import KubeletThread, ProcessKubelet
+
+pytestmark = [pytest.mark.k8s, pytest.mark.integration]
+
+
+async def _create_namespace(kubeconfig: str, name: str) -> None:
+    from kubernetes_asyncio import client, config
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    async with await config.new_client_from_config(config_file=kubeconfig) as api:
+        try:
+            await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+
+@pytest.fixture(scope="module")
+def release(kube_cluster, tmp_path_factory):
+    helm_path, reason = _helm_path()
+    if helm_path is None:
+        pytest.skip(f"helm unavailable: {reason}")
+    busy = ch.ports_in_use()
+    if busy:
+        pytest.fail(f"ports {busy} are taken on this machine; the chart's hub/proxy/broker pods bind them on every address")
+    work = tmp_path_factory.mktemp("chart-release")
+    kube_cluster.start_controller_manager()
+    asyncio.run(_create_namespace(str(kube_cluster.kubeconfig), ch.NAMESPACE))
+    allow_root = work / "jupyter-config"
+    allow_root.mkdir()
+    (allow_root / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"allow_root": True}}))
+    onboarding = work / "org-onboarding"
+    (onboarding / "guides").mkdir(parents=True)
+    (onboarding / "guides" / "Data-access.md").write_text("# Data access at Example Corp\n")
+    kubelet_thread = KubeletThread(
+        ProcessKubelet(
+            str(kube_cluster.kubeconfig), ch.NAMESPACE, node_name="labdeck-chart-node", workdir=work / "kubelet",
+            default_commands={"ghcr.io/labdeck/hub": [], ch.USER_IMAGE: []}, image_env=ch.image_env(allow_root),
+            cluster_dns=True, service_account_tokens=True, probes=True, restarts=True, ip_prefix=ch.IP_PREFIX,
+        )
+    )  # fmt: skip
+    kubelet = kubelet_thread.start()
+    moto = ch.start_moto(work)
+    helm = ch.make_helm(helm_path, kube_cluster.kubeconfig, work / "helm-home")
+    chart = ch.relaxed_chart(work)
+    sets = ch.install_values(moto, onboarding)
+    rel = ch.Release(kube_cluster, kubelet, helm, chart, sets, ch.load_values()["auth"]["dev"]["password"])
+    rel.moto = moto
+    rel.onboarding = onboarding
+    try:
+        start = time.monotonic()
+        args = ["install", ch.RELEASE, str(chart), "-n", ch.NAMESPACE, "-f", str(ch.VALUES), "--timeout", "120s"]
+        for s in sets:
+            args += ["--set", s]
+        helm(*args)
+        rel.wait_available()
+        rel.wait_routes()
+        rel.install_seconds = time.monotonic() - start
+        print(f"\nhelm install -> every Deployment available, routes up: {rel.install_seconds:.1f}s")
+        yield rel
+    finally:
+        if helm("status", ch.RELEASE, "-n", ch.NAMESPACE, check=False).returncode == 0:
+            helm("uninstall", ch.RELEASE, "-n", ch.NAMESPACE, "--timeout", "120s", check=False)
+        kubelet_thread.stop()
+        moto.stop()
+
+
+def test_chart_pods_run(release):
+    available = release.deployments_available()
+    assert set(available) == {f"{ch.RELEASE}-{c}" for c in ("hub", "proxy", "broker", "runs", "viewer")}, available
+    r = requests.get(f"{release.url}/hub/health", timeout=10)
+    assert r.status_code == 200
+    for service in ("runs", "viewer"):
+        r = requests.get(f"{release.url}/services/{service}/health", timeout=10)
+        assert r.status_code == 200, (service, r.status_code, release.log("hub")[-3000:])
