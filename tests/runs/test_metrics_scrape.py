@@ -122,22 +122,23 @@ def test_prometheus_finds_every_metric_of_the_dashboard_and_alerts(platform, adm
         prom.stop()
 
 
-def test_labdeck_status_and_banner(platform, alice):
+def test_labdeck_status_and_banner(platform):
     import os
     import subprocess
 
     from tests.helpers.platform import LABDECK
 
-    alice.start_server()
+    stella = HubClient(platform.url).login("stella", platform.password)
+    stella.start_server()
     try:
         proc = subprocess.run([LABDECK, "status"], env={**os.environ, "LABDECK_STATE_DIR": str(platform.state_dir)}, capture_output=True, text=True, timeout=60)
     finally:
-        alice.stop_server()
+        stella.stop_server()
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for name in ("aws", "bigquery", "broker", "proxy", "hub", "runs", "viewer"):
         assert re.search(rf"^  {name} +pid \d+ +ok$", out, re.M), (name, out)
-    assert re.search(r"^  Servers: \d+ running \(.*alice.*\)$", out, re.M), out
+    assert re.search(r"^  Servers: \d+ running \(.*stella.*\)$", out, re.M), out
     for line in ("  Spawns: ", "  Credentials: ", "  Upstream errors: ", "  Runs: ", "  Schedules: ", "  Shares: "):
         assert line in out, (line, out)
     assert "metrics unavailable" not in out
