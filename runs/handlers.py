@@ -47,8 +47,12 @@ class APIHandler(TokenAuthMixin, JSONErrorsMixin, HubAuthenticated, web.RequestH
         return
 
     def get_login_url(self):
-        # an API has no login page: no token is a 401, not a redirect
-        raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
+        # an API has no login page: refuse instead of redirecting
+        if self.api_token(required=False) is None:
+            raise web.HTTPError(401, "Missing Authorization header (expected 'token <JupyterHub API token>')")
+        if getattr(self, "_cached_hub_user", None):  # the hub knows the token; its owner may not use this service
+            raise web.HTTPError(403, "This token may not use the runs service")
+        raise web.HTTPError(401, "Invalid or expired JupyterHub API token")
 
     service_label = "runs service"
 

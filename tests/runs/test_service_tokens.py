@@ -59,3 +59,14 @@ def test_refused_calls_change_nothing(platform, alice):
 def test_runs_api_without_a_token_is_401(platform):
     r = requests.get(api_urls(platform)["runs"], timeout=30)
     assert r.status_code == 401 and "Authorization" in r.json()["error"]
+
+
+def test_runs_api_refusals_say_why(platform, alice):
+    url = api_urls(platform)["runs"]
+    r = requests.get(url, headers={"Authorization": "token not-a-real-token"}, timeout=30)
+    assert r.status_code == 401 and r.json()["error"] == "Invalid or expired JupyterHub API token"
+    # a token without access to the runs service (scopes limited to reading the user's own model)
+    r = alice.api("POST", "/users/alice/tokens", json={"note": "no runs access", "expires_in": 600, "scopes": ["read:users!user"]})
+    assert r.status_code == 201, r.text
+    r = requests.get(url, headers={"Authorization": f"token {r.json()['token']}"}, timeout=30)
+    assert r.status_code == 403 and "may not use the runs service" in r.json()["error"]
