@@ -95,3 +95,94 @@ def test_chart_pods_run(release):
     for service in ("runs", "viewer"):
         r = requests.get(f"{release.url}/services/{service}/health", timeout=10)
         assert r.status_code == 200, (service, r.status_code, release.log("hub")[-3000:])
+
+
+@pytest.fixture(scope="module")
+def journey_facts(release):
+    from tests.helpers import journey
+
+    target = journey.Target(
+        name="chart",
+        url=release.url,
+        password=release.password,
+        home_dir=lambda user: release.kubelet.pvc_root / ch.NAMESPACE / f"claim-{user}",
+        onboarding_files=("guides/Data-access.md",),
+        # the chart's AWS provider scopes with session policies, which moto does not evaluate
+        enforces_isolation=False,
+    )
+    try:
+        facts = journey.run(target)
+    except BaseException:
+        print(release.diagnose()[-20000:])
+        raise
+    print(f"\njourney through the chart's hub: {facts['seconds']}")
+    return facts
+
+
+def test_journey(release, journey_facts):
+    # the user pod came from the chart's own spawner config, in the release namespace
+    pods = release.pods("component%3Dsingleuser-server")
+    alice = [p for p in pods if p["metadata"]["annotations"].get("hub.jupyter.org/username") == "alice"]
+    assert alice and alice[0]["metadata"]["labels"]["app.kubernetes.io/instance"] == ch.RELEASE
+    assert alice[0]["spec"]["serviceAccountName"] == f"{ch.RELEASE}-singleuser"
+
+
+def test_upgrade_keeps_the_running_server(release, journey_facts):
+    alice = journey_facts["alice"]
+    user_pod = next(p for p in release.pods("component%3Dsingleuser-server")
+                    if p["metadata"]["annotations"].get("hub.jupyter.org/username") == "alice")  # fmt: skip
+    hub_before = release.component_pod("hub")["metadata"]["uid"]
+    args = ["upgrade", ch.RELEASE, str(release.chart), "-n", ch.NAMESPACE, "-f", str(ch.VALUES), "--set", "hub.banner=Upgraded", "--timeout", "120s"]
+    for s in release.sets:
+        args += ["--set", s]
+    release.helm(*args)
+    # the hub restarts (its config changed); the user's pod is the same one and still serves
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        hub = release.component_pod("hub")
+        if hub and hub["metadata"]["uid"] != hub_before and all(release.deployments_available().values()):
+            break
+        time.sleep(0.5)
+    assert release.component_pod("hub")["metadata"]["uid"] != hub_before, "the hub did not restart on a config change"
+    release.wait_routes()
+    import base64
+
+    secret = release.get(f"/api/v1/namespaces/{ch.NAMESPACE}/secrets/{ch.RELEASE}-hub")
+    assert "banner: Upgraded" in base64.b64decode(secret["data"]["values.yaml"]).decode()  # the new value is mounted
+    after = alice.api("GET", "/users/alice").json()["servers"][""]
+    assert after["ready"], after
+    still = [p for p in release.pods("component%3Dsingleuser-server") if p["metadata"]["uid"] == user_pod["metadata"]["uid"]]
+    assert still and still[0]["status"]["phase"] == "Running"
+    out = alice.execute("print(6 * 7)", alice.start_kernel(), timeout=120).check().stdout
+    assert "42" in out
+
+
+def test_uninstall_leaves_only_the_kept_volumes(release, journey_facts):
+    for client in (journey_facts["alice"],):
+        client.stop_server("", timeout=120)
+    release.helm("uninstall", ch.RELEASE, "-n", ch.NAMESPACE, "--timeout", "120s")
+    kinds = {
+        "pods": "/api/v1", "services": "/api/v1", "secrets": "/api/v1", "configmaps": "/api/v1",
+        "serviceaccounts": "/api/v1", "persistentvolumeclaims": "/api/v1", "deployments": "/apis/apps/v1",
+        "replicasets": "/apis/apps/v1", "networkpolicies": "/apis/networking.k8s.io/v1",
+        "poddisruptionbudgets": "/apis/policy/v1beta1", "roles": "/apis/rbac.authorization.k8s.io/v1",
+        "rolebindings": "/apis/rbac.authorization.k8s.io/v1",
+    }  # fmt: skip
+    left = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = {
+            k: sorted(o["metadata"]["name"] for o in release.get(f"{base}/namespaces/{ch.NAMESPACE}/{k}")["items"])
+            for k, base in kinds.items()
+        }
+        if not any(v for k, v in left.items() if k != "persistentvolumeclaims"):
+            break
+        time.sleep(0.5)
+    others = {k: v for k, v in left.items() if v and k != "persistentvolumeclaims"}
+    assert not others, others  # the garbage collector removed the ReplicaSets and pods too
+    pvcs = left["persistentvolumeclaims"]
+    kept = {f"{ch.RELEASE}-hub-db", f"{ch.RELEASE}-runs-db", f"{ch.RELEASE}-viewer-db"}
+    assert kept <= set(pvcs), pvcs
+    assert all(p in kept or p.startswith("claim-") for p in pvcs), pvcs  # user homes are never helm's to delete
+    assert "claim-alice" in pvcs
+    print(f"after helm uninstall: {pvcs}")
