@@ -117,13 +117,14 @@ def team_settings(env: Mapping[str, str]) -> dict:
     return out
 
 
-def oidc_values(settings: Mapping, public_url: str, client_secret: str = "") -> dict:
-    """The chart's ``auth`` values for the ``oidc`` settings (pure)."""
+def oidc_values(settings: Mapping, public_url: str, client_secret: str = "", base_url: str = "/") -> dict:
+    """The chart's ``auth`` values for the ``oidc`` settings (pure); the callback honours ``hub.baseUrl``."""
     o = settings["oidc"]
+    prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
     oauth = {
         "issuer": o["issuer"],
         "clientId": o["client_id"],
-        "callbackUrl": public_url.rstrip("/") + contract.OAUTH_CALLBACK_PATH,
+        "callbackUrl": public_url.rstrip("/") + prefix + contract.OAUTH_CALLBACK_PATH,
         "usernameClaim": o["username_claim"],
         "groupsClaim": o["groups_claim"],
         "adminGroups": list(o["admin_groups"]),

@@ -108,5 +108,6 @@ def local_values(settings: Mapping, secrets: Mapping[str, str] | None = None) ->
         from .team import OIDC_SECRET, oidc_values
 
         secret = (secrets or {}).get(OIDC_SECRET, "")
-        values = deep_merge(values, {"auth": oidc_values(settings, local_public_url(settings), secret)})
+        base_url = (values.get("hub") or {}).get("baseUrl") or "/"
+        values = deep_merge(values, {"auth": oidc_values(settings, local_public_url(settings), secret, base_url)})
     return deep_merge(values, local_clouds(settings))

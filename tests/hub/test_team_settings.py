@@ -180,3 +180,8 @@ def test_public_port_may_listen_on_every_interface_and_nothing_else_does():
     assert proxy_argv(SETTINGS, "chp")[proxy_argv(SETTINGS, "chp").index("--ip") + 1] == "127.0.0.1"
     with pytest.raises(SettingsError, match="LABDECK_BIND_IP"):
         env_settings({"LABDECK_BIND_IP": "10.0.0.5; rm"})
+
+
+def test_callback_follows_an_admins_base_url():
+    settings = {**SETTINGS, **env_settings(OIDC_ENV), "values": {"hub": {"baseUrl": "/lab/"}}}
+    assert local_values(settings)["auth"]["oauth"]["callbackUrl"] == "https://hub.example.com/lab/hub/oauth_callback"
