@@ -194,7 +194,8 @@ def check_reachable_homes(state_root) -> None:
         if not os.stat(d).st_mode & stat.S_IXOTH:
             raise _error(
                 f"OS users cannot reach their homes under {state_root}: {d} is not searchable by other users "
-                f"(chmod o+x {d}, or choose LABDECK_STATE_DIR elsewhere, e.g. /var/lib/labdeck)"
+                f"(chmod o+x {d}, or choose LABDECK_STATE_DIR elsewhere, e.g. /var/lib/labdeck; "
+                f"{OS_USERS_ENV}=0 runs every server as root instead, not isolated)"
             )
 
 

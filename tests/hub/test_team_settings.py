@@ -185,3 +185,11 @@ def test_public_port_may_listen_on_every_interface_and_nothing_else_does():
 def test_callback_follows_an_admins_base_url():
     settings = {**SETTINGS, **env_settings(OIDC_ENV), "values": {"hub": {"baseUrl": "/lab/"}}}
     assert local_values(settings)["auth"]["oauth"]["callbackUrl"] == "https://hub.example.com/lab/hub/oauth_callback"
+
+
+def test_unreachable_state_dir_for_os_users_is_a_clear_error(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    with pytest.raises(SettingsError, match="not searchable by other users.*LABDECK_OS_USERS=0"):
+        team.check_reachable_homes(private / "state")
