@@ -91,7 +91,9 @@ def test_profiles_pass_the_mixin_validator(load):
 def test_hub_config_dev_login(load):
     c = load(EXAMPLE["k3s-ci.yaml"], HUB)
     assert c.JupyterHub.authenticator_class == "labdeck-dev"
-    assert c.JupyterHub.db_url == "sqlite://"
+    # k3s CI keeps the hub database on a volume, so helm upgrade keeps the running servers
+    assert c.JupyterHub.db_url == "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
+    assert load(EXAMPLE["k3s-ci.yaml"], HUB, set_values=["hub.db.type=sqlite-memory"]).JupyterHub.db_url == "sqlite://"
     assert c.LabdeckSpawnerMixin.aws_endpoint_url == "http://moto:5000"
     assert "volumes" not in c.KubeSpawner  # storage.type none
 

@@ -148,7 +148,8 @@ def test_viewer_netpol(render):
     np = render().get("NetworkPolicy", "rel-labdeck-viewer")["spec"]
     assert np["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = np["ingress"]
-    assert _peers(ingress) == {"proxy", "hub"}
+    # browsers through the proxy, the hub, and user servers (the lab_shares server extension)
+    assert _peers(ingress) == {"proxy", "hub", "singleuser-server"}
     hub, dns, store = np["egress"]
     assert _peers(hub) == {"hub"} and _peers(dns) == set()
     (block,) = store["to"]

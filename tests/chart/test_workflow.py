@@ -17,6 +17,9 @@ def test_workflow_wiring():
                  "images/hub/Dockerfile", "images/singleuser/Dockerfile"]:  # fmt: skip
         assert path in text and (ROOT / path).exists(), path
     py_compile.compile(str(ROOT / ".github/k3s/e2e.py"), doraise=True)
+    # the same journey as make up and the local kube harness (tests/helpers/journey.py)
+    assert "from tests.helpers import journey" in (ROOT / ".github/k3s/e2e.py").read_text()
+    assert "HELM_UPGRADE=" in text and "helm uninstall labdeck" in text
     ci = yaml.safe_load((ROOT / "helm/examples/k3s-ci.yaml").read_text())
     assert ci["cloud"]["aws"]["endpointUrl"] == "http://moto:5000"
     assert "-t labdeck/hub:ci" in text and ci["hub"]["image"] == {"name": "labdeck/hub", "tag": "ci", "pullPolicy": "Never"}
