@@ -105,14 +105,39 @@ class OwnViewHandler(ViewerHandler):
 class ShareViewHandler(ViewerHandler):
     view_kind = "share"
 
+    def write_error(self, status_code, **kwargs):
+        """A person opened a link: errors are a short page that says what happened, not JSON."""
+        import html
+
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = (
+            exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500
+            else "The viewer could not show this link."
+        )
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        for k, v in SECURITY_HEADERS.items():
+            self.set_header(k, v)
+        self.finish(
+            "<!doctype html><html><head><meta charset='utf-8'><title>labdeck viewer</title></head>"
+            "<body style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
+            f"<h1 class='labdeck-share-refused'>{html.escape(message)}</h1>"
+            f"<p>HTTP {status_code}. Ask the notebook's owner for a new link if you still need it.</p></body></html>"
+        )
+
     @web.authenticated
     async def get(self, share_id):
         user = self.user_name
+        now = time.time()
         share = self.viewer.shares.get(share_id) if looks_like_share_id(share_id) else None
-        if share is None or share.revoked is not None:
-            raise web.HTTPError(404, "No such share (it may have been revoked)")
+        if share is None:
+            raise web.HTTPError(404, "No such shared link")
+        current = state(share, now)
+        if current == "revoked":
+            raise web.HTTPError(410, "This link was revoked by its owner")
+        if current == "expired":
+            raise web.HTTPError(410, f"This link expired on {paths_iso(share.expires)}")
         groups = await self.viewer.groups_of(user) if share.kind == "group" and user != share.owner else ()
-        if not can_view(share, user, groups):
+        if not can_view(share, user, groups, now):
             raise web.HTTPError(403, "This notebook was not shared with you")
         await self.render_object(share.owner, share.path)
 

@@ -84,7 +84,9 @@ def test_user_and_group_shares(alice, bob, carol, dave, team, shared_run):
 
     # revoking works at once
     assert shares_api(alice, "DELETE", f"/{to_bob['id']}").status_code == 204
-    assert viewer(bob, "GET", f"s/{to_bob['id']}").status_code == 404
+    r = viewer(bob, "GET", f"s/{to_bob['id']}")
+    assert r.status_code == 410 and "revoked by its owner" in r.text and r.headers["Content-Type"].startswith("text/html")
+    assert "secret-ish" not in r.text
 
     # leaving the group takes effect at the next view
     assert viewer(carol, "GET", f"s/{to_team['id']}").status_code == 200
@@ -97,6 +99,38 @@ def test_group_removal_takes_effect(admin, alice, carol, team, shared_run):
     assert admin.api("DELETE", "/groups/team/users", json={"users": ["carol"]}).status_code == 200
     assert viewer(carol, "GET", f"s/{sid}").status_code == 403
     admin.api("POST", "/groups/team/users", json={"users": ["carol"]})
+
+
+def test_everyone_share_expiry_and_shared_with_me(alice, bob, dave, shared_run):
+    r = shares_api(alice, "POST", json={"path": rel(shared_run), "everyone": True})
+    assert r.status_code == 201, r.text
+    everyone = r.json()
+    assert everyone["kind"] == "everyone" and everyone["state"] == "active"
+    assert "secret-ish output 99" in viewer(dave, "GET", f"s/{everyone['id']}").text
+    incoming = shares_api(dave, "GET", params={"to": "me"}).json()["shares"]
+    assert everyone["id"] in [s["id"] for s in incoming]
+    assert everyone["id"] not in [s["id"] for s in shares_api(alice, "GET", params={"to": "me"}).json()["shares"]]
+    assert shares_api(dave, "GET", params={"to": "bob"}).status_code == 400
+
+    soon = time.time() + 3
+    r = shares_api(alice, "POST", json={"path": rel(shared_run), "user": "bob", "expires": soon})
+    assert r.status_code == 201, r.text
+    expiring = r.json()
+    assert expiring["expires_at"].endswith("Z")
+    assert viewer(bob, "GET", f"s/{expiring['id']}").status_code == 200
+    deadline = time.monotonic() + 30
+    while time.time() < soon + 0.5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    r = viewer(bob, "GET", f"s/{expiring['id']}")
+    assert r.status_code == 410 and "expired" in r.text
+    assert expiring["id"] not in [s["id"] for s in shares_api(bob, "GET", params={"to": "me"}).json()["shares"]]
+    mine = {s["id"]: s for s in shares_api(alice, "GET").json()["shares"]}
+    assert mine[expiring["id"]]["state"] == "expired"
+    for body in ({"path": rel(shared_run), "user": "bob", "expires": time.time() - 10},
+                 {"path": rel(shared_run), "everyone": "yes"}, {"path": rel(shared_run), "everyone": True, "user": "bob"}):
+        assert shares_api(alice, "POST", json=body).status_code == 400
+    assert shares_api(alice, "DELETE", f"/{everyone['id']}").status_code == 204
+    assert viewer(dave, "GET", f"s/{everyone['id']}").status_code == 410
 
 
 @pytest.mark.parametrize(
