@@ -59,9 +59,10 @@ prometheus-deps:
 r-kernel:
 	apt-get install -y --no-install-recommends r-base-core r-cran-irkernel
 
-## kube-binaries: build (once) and cache kube-apiserver for the tests/kube harness (~5 min cold)
+## kube-binaries: build (once) and cache kube-apiserver and kube-controller-manager for the tests/kube harness (~5 min cold)
 kube-binaries:
 	bash tests/kube/build-apiserver.sh
+	bash tests/kube/build-apiserver.sh kube-controller-manager
 
 ## kube-up: run a local etcd + kube-apiserver on 127.0.0.1 (prints KUBECONFIG; Ctrl-C stops)
 kube-up: $(STAMP) kube-binaries
