@@ -199,8 +199,9 @@ class Release:
     kubelet: object
     helm: Helm
     chart: Path
-    sets: list[str]
-    password: str
+    #: --set arguments: moto's endpoint and the broker's and viewer's IAM keys (never in a repr)
+    sets: list[str] = field(repr=False)
+    password: str = field(repr=False)
     names: dict[str, str] = field(default_factory=dict)
 
     def get(self, path: str) -> dict | None:
