@@ -77,7 +77,9 @@ def ensure_server_env(target: Path, prefix: str = sys.prefix, error=RuntimeError
             f"Python {version[0]}.{version[1]} they can run was found in /usr/local/bin or /usr/bin. Install one "
             "(e.g. apt-get install python3), or set LABDECK_OS_USERS=0 (servers then run as root, not isolated)"
         )
-    wanted = {"base": base, "prefix": prefix, "site": site, "version": list(version)}
+    # rebuilt when the interpreter, the packages' location or the set of scripts changes (an upgrade adds commands)
+    scripts = sorted(p.name for p in Path(prefix, "bin").iterdir())
+    wanted = {"base": base, "prefix": prefix, "site": site, "version": list(version), "scripts": scripts}
     stamp = target / STAMP
     try:
         if json.loads(stamp.read_text()) == wanted and (target / "bin" / "python").exists():

@@ -49,5 +49,8 @@ def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
         assert out.stdout.strip() == "ok", out.stderr
         with open(os.path.join(bin_dir, "jupyterhub-singleuser")) as f:
             assert f.readline().strip() == f"#!{bin_dir}/python"
+        # a command added to this environment later (an upgrade) appears after the next start
+        (root / "server-env" / "labdeck-server-env.json").write_text("{}")
+        assert ensure_server_env(root / "server-env") == bin_dir
     finally:
         shutil.rmtree(root, ignore_errors=True)
