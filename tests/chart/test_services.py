@@ -208,3 +208,14 @@ def test_hub_config_points_at_the_rendered_services(render, load, name):  # noqa
     assert runs_url.path == runs_env["JUPYTERHUB_SERVICE_PREFIX"]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert "users:activity" in roles["labdeck-runs"]["scopes"]
+
+
+def test_only_an_explicit_token_restarts_the_services(render):
+    def checksum(objects, service):
+        return objects.get("Deployment", f"rel-labdeck-{service}")["spec"]["template"]["metadata"]["annotations"]["checksum/api-token"]
+
+    for service in SERVICES:
+        default = checksum(render(), service)
+        # another value (or a re-render: generated tokens differ between offline renders) keeps the pod
+        assert checksum(render(set_values=["hub.banner=changed"]), service) == default
+        assert checksum(render(set_values=[f"{service}.apiToken=rotated"]), service) != default

@@ -88,6 +88,7 @@ s3.put_object(Bucket=bucket, Key=prefix + "journey/hello.txt", Body=b"hello from
 print("read:", s3.get_object(Bucket=bucket, Key=prefix + "journey/hello.txt")["Body"].read().decode())
 creds = boto3.Session().get_credentials().get_frozen_credentials()
 print("temporary:", bool(creds.token))
+print("identity:", boto3.client("sts").get_caller_identity()["Arn"])
 try:
     s3.get_object(Bucket=bucket, Key="home/bob/journey/hello.txt")
     print("other: readable")
@@ -102,6 +103,10 @@ def s3_cell(target: Target, client: HubClient) -> str:
     out = client.execute(S3_CELL, kernel, timeout=120).check().stdout
     assert "read: hello from the journey" in out, out
     assert "temporary: True" in out, out  # short-lived credentials from the broker, never a long-lived key
+    identity = next(line for line in out.splitlines() if line.startswith("identity:"))
+    # an identity issued for this person (an assumed role whose session or role names them)
+    assert ":assumed-role/" in identity and client.name in identity, identity
+    target.facts["identity"] = identity.split(":", 1)[1].strip()
     other = next(line for line in out.splitlines() if line.startswith("other:"))
     target.facts["other_prefix"] = other
     if target.enforces_isolation:
