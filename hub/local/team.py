@@ -117,14 +117,25 @@ def team_settings(env: Mapping[str, str]) -> dict:
     return out
 
 
+def callback_url(public_url: str, base_url: str = "/") -> str:
+    """``<public URL>[<hub.baseUrl>]/hub/oauth_callback``: what the provider must know."""
+    prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
+    return public_url.rstrip("/") + prefix + contract.OAUTH_CALLBACK_PATH
+
+
+def admin_base_url(settings: Mapping) -> str:
+    """``hub.baseUrl`` of an admin's values file, else ``/``."""
+    hub = (settings.get("values") or {}).get("hub")
+    return (hub.get("baseUrl") if isinstance(hub, Mapping) else None) or "/"
+
+
 def oidc_values(settings: Mapping, public_url: str, client_secret: str = "", base_url: str = "/") -> dict:
     """The chart's ``auth`` values for the ``oidc`` settings (pure); the callback honours ``hub.baseUrl``."""
     o = settings["oidc"]
-    prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
     oauth = {
         "issuer": o["issuer"],
         "clientId": o["client_id"],
-        "callbackUrl": public_url.rstrip("/") + prefix + contract.OAUTH_CALLBACK_PATH,
+        "callbackUrl": callback_url(public_url, base_url),
         "usernameClaim": o["username_claim"],
         "groupsClaim": o["groups_claim"],
         "adminGroups": list(o["admin_groups"]),
@@ -154,7 +165,7 @@ def login_lines(settings: Mapping, public_url: str) -> list[str]:
     o = settings["oidc"]
     lines = [
         f"  Log in with your company account ({o['issuer']}).",
-        f"  Register this callback URL at the provider: {public_url.rstrip('/')}{contract.OAUTH_CALLBACK_PATH}",
+        f"  Register this callback URL at the provider: {callback_url(public_url, admin_base_url(settings))}",
         f"  Usernames from the {o['username_claim']!r} claim, groups from {o['groups_claim']!r}.",
     ]
     if o["allowed_groups"]:

@@ -108,6 +108,7 @@ def local_values(settings: Mapping, secrets: Mapping[str, str] | None = None) ->
         from .team import OIDC_SECRET, oidc_values
 
         secret = (secrets or {}).get(OIDC_SECRET, "")
-        base_url = (values.get("hub") or {}).get("baseUrl") or "/"
-        values = deep_merge(values, {"auth": oidc_values(settings, local_public_url(settings), secret, base_url)})
+        from .team import admin_base_url
+
+        values = deep_merge(values, {"auth": oidc_values(settings, local_public_url(settings), secret, admin_base_url(settings))})
     return deep_merge(values, local_clouds(settings))

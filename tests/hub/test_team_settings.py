@@ -193,3 +193,11 @@ def test_unreachable_state_dir_for_os_users_is_a_clear_error(tmp_path):
     os.chmod(private, 0o700)
     with pytest.raises(SettingsError, match="not searchable by other users.*LABDECK_OS_USERS=0"):
         team.check_reachable_homes(private / "state")
+
+
+def test_banner_names_the_callback_to_register():
+    settings = {**SETTINGS, **env_settings(OIDC_ENV), "values": {"hub": {"baseUrl": "/lab/"}}}
+    text = "\n".join(team.login_lines(settings, "https://hub.example.com"))
+    assert "https://hub.example.com/lab/hub/oauth_callback" in text
+    assert "login.example.com/realms/co" in text and "platform, ops" in text
+    assert "s3cr3t" not in text
