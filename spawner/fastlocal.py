@@ -106,7 +106,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
                 return
             recipe = self._warm_recipe()[0]
             if recipe is not None:
-                warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env())
+                warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log)
 
     # -------------------------------------------------------------- pool
 
@@ -133,7 +133,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         if recipe is None:
             self.log.debug("Warm pool not used for %s: %s", self._log_name, why)
             return None
-        pool = warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env())
+        pool = warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log)
         identity = warmpool.identity_for(list(self.cmd), args, env, self.home_dir, self.warm_ids(), self.warm_umask())
         return await pool.claim(identity)
 

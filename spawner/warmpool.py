@@ -149,7 +149,8 @@ class ZygoteGone(Exception):
 class WarmPool:
     """A zygote and its pre-forked members for one :class:`Recipe`."""
 
-    def __init__(self, recipe: Recipe, size: int, base_env: dict, ready_timeout: float = 120):
+    def __init__(self, recipe: Recipe, size: int, base_env: dict, ready_timeout: float = 120, logger=None):
+        self.log = logger or log
         self.recipe = recipe
         self.size = size
         self.base_env = dict(base_env)
@@ -196,16 +197,16 @@ class WarmPool:
         try:
             line = await asyncio.wait_for(self._readline(), self.ready_timeout)
         except (asyncio.TimeoutError, ZygoteGone, OSError) as e:
-            log.warning("warm pool: the zygote did not get ready (%s); servers start cold", type(e).__name__)
+            self.log.warning("warm pool: the zygote did not get ready (%s); servers start cold", type(e).__name__)
             self.close()
             return
         if line != "R":
-            log.warning("warm pool: unexpected zygote greeting; servers start cold")
+            self.log.warning("warm pool: unexpected zygote greeting; servers start cold")
             self.close()
             return
         self.ready = True
         self._failed_at = None
-        log.info("warm pool: zygote %s ready (%d members)", self.proc.pid, self.size)
+        self.log.info("warm pool: zygote %s ready (%d members)", self.proc.pid, self.size)
         self.refill()
 
     async def _readline(self) -> str:
@@ -241,7 +242,7 @@ class WarmPool:
         return Member(pid=int(line.split()[1]), channel=hub_end)
 
     def _lost(self) -> None:
-        log.warning("warm pool: lost the zygote; servers start cold until it is back")
+        self.log.warning("warm pool: lost the zygote; servers start cold until it is back")
         self.close()
 
     def refill(self) -> None:
@@ -285,7 +286,7 @@ class WarmPool:
                 self.claims += 1
                 return member.pid
             if answer.startswith(b"ER"):
-                log.warning("warm pool: member %s refused the claim (%s); starting cold", member.pid, answer[3:].decode(errors="replace"))
+                self.log.warning("warm pool: member %s refused the claim (%s); starting cold", member.pid, answer[3:].decode(errors="replace"))
                 _kill(member.pid)
                 return None
             _kill(member.pid)  # died or hung before answering: try the next one
@@ -321,11 +322,11 @@ def _kill(pid: int) -> None:
 _POOLS: dict[Recipe, WarmPool] = {}
 
 
-def pool_for(recipe: Recipe, size: int, base_env: dict) -> WarmPool:
+def pool_for(recipe: Recipe, size: int, base_env: dict, logger=None) -> WarmPool:
     """The process-wide pool of ``recipe`` (created on first use, started in the background)."""
     pool = _POOLS.get(recipe)
     if pool is None:
-        pool = _POOLS[recipe] = WarmPool(recipe, size, base_env)
+        pool = _POOLS[recipe] = WarmPool(recipe, size, base_env, logger=logger)
     pool.size = size
     pool.ensure_started()
     return pool

@@ -116,6 +116,20 @@ def _set_dumpable() -> None:
         pass
 
 
+#: what the zygote's imports did to its environment (``nbdime`` sets ``GIT_PYTHON_REFRESH``):
+#: a cold server's imports do the same to *its* environment, so a claimed one gets it too
+IMPORT_ENV_CHANGES: dict[str, str | None] = {}
+
+
+def record_import_env_changes(before: dict) -> dict:
+    """Variables the imports set (value) or removed (None), relative to ``before``."""
+    changes: dict[str, str | None] = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    changes.update({k: None for k in before if k not in os.environ})
+    IMPORT_ENV_CHANGES.clear()
+    IMPORT_ENV_CHANGES.update(changes)
+    return changes
+
+
 def become(identity: dict) -> None:
     """Turn this (forked, nobody's) process into the person's: uid, directory, environment."""
     import tempfile
@@ -132,6 +146,11 @@ def become(identity: dict) -> None:
     os.chdir(identity["cwd"])
     os.environ.clear()
     os.environ.update(identity["env"])
+    for key, value in IMPORT_ENV_CHANGES.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     tempfile.tempdir = None
     if identity.get("sys_path0"):
         sys.path[0] = identity["sys_path0"]
@@ -224,7 +243,9 @@ def main(argv=None) -> None:
     from . import lazyimports, server
 
     lazyimports.install()
+    before = dict(os.environ)
     server.preimport()
+    record_import_env_changes(before)
     gc.collect()
     gc.freeze()  # keep the imported heap shared between children (copy-on-write)
     serve(control)

@@ -232,3 +232,22 @@ async def test_refused_identity_and_lost_zygote_mean_cold_start_not_failure(tmp_
         assert not pool.ready
     finally:
         pool.close()
+
+
+def test_what_imports_did_to_the_environment_is_redone_for_the_person(tmp_path):
+    import subprocess
+
+    code = (
+        "import json, os\n"
+        "from labdeck.spawner import zygote\n"
+        "before = dict(os.environ)\n"
+        "os.environ['SET_BY_IMPORT'] = 'quiet'; os.environ.pop('GONE_AT_IMPORT')\n"  # what nbdime-like imports do
+        "zygote.record_import_env_changes(before)\n"
+        f"zygote.become({{'argv': [], 'cwd': {str(tmp_path)!r}, 'env': {{'HOME': '/h/p', 'GONE_AT_IMPORT': 'x', 'ZYGOTE_ONLY': ''}}}})\n"
+        "print(json.dumps([dict(os.environ), os.getcwd()]))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "GONE_AT_IMPORT": "1", "ZYGOTE_ONLY_SECRET": "s"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    after, cwd = json.loads(out)
+    assert after == {"HOME": "/h/p", "ZYGOTE_ONLY": "", "SET_BY_IMPORT": "quiet"}
+    assert cwd == str(tmp_path)
