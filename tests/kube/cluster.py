@@ -57,10 +57,12 @@ def cached_apiserver() -> Path:
     return CACHE_ROOT / KUBE_VERSION / "kube-apiserver"
 
 
-#: the controllers the harness runs: what a Deployment needs to become pods, and the
-#: garbage collector (ownerReferences). Not "endpoint": the Endpoints API refuses the
-#: loopback pod IPs of the process kubelet, which resolves Services itself.
-CONTROLLERS = ("deployment", "replicaset", "garbagecollector")
+#: the controllers the harness runs: what a Deployment needs to become pods, the garbage
+#: collector (ownerReferences), and pvc-protection (a deleted PVC goes once no pod uses it;
+#: without it, the API server's finalizer keeps it Terminating forever). Not "endpoint":
+#: the Endpoints API refuses the loopback pod IPs of the process kubelet, which resolves
+#: Services itself.
+CONTROLLERS = ("deployment", "replicaset", "garbagecollector", "pvc-protection")
 
 
 def ensure_controller_manager(build: bool = True) -> Path:

@@ -188,4 +188,6 @@ def test_uninstall_leaves_only_the_kept_volumes(release, journey_facts):
     assert kept <= set(pvcs), pvcs
     assert all(p in kept or p.startswith("claim-") for p in pvcs), pvcs  # user homes are never helm's to delete
     assert "claim-alice" in pvcs
+    # a run's server is removed after the run, and its volume with it (KubeSpawner.delete_pvc)
+    assert not [p for p in pvcs if p.startswith("claim-alice--run-")], pvcs
     print(f"after helm uninstall: {pvcs}")
