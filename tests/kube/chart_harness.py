@@ -211,6 +211,16 @@ class Release:
         assert status == 200, (path, status, body[:300])
         return json.loads(body)
 
+    def delete_pod(self, name: str) -> None:
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"{self.cluster.url}/api/v1/namespaces/{NAMESPACE}/pods/{name}", method="DELETE",
+            headers={"Authorization": f"Bearer {self.cluster.admin_token_file.read_text().strip()}"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10, context=self.cluster._ssl_context()) as r:
+            assert r.status in (200, 202)
+
     def pods(self, selector: str = "") -> list[dict]:
         q = f"?labelSelector={selector}" if selector else ""
         return self.get(f"/api/v1/namespaces/{NAMESPACE}/pods{q}")["items"]

@@ -127,6 +127,34 @@ def test_journey(release, journey_facts):
     assert alice[0]["spec"]["serviceAccountName"] == f"{ch.RELEASE}-singleuser"
 
 
+def test_schedules_survive_a_runs_pod_restart(release, journey_facts):
+    """The runs service's state is on its PVC: a new pod (the ReplicaSet's replacement) has the schedules."""
+    from tests.helpers import journey
+
+    alice = journey_facts["alice"]
+    target = journey.Target(name="chart", url=release.url, password=release.password)
+    body = {"notebook": journey.RUN_NOTEBOOK, "staged_input": journey.RUN_NOTEBOOK, "cron": "0 6 * * *", "parameters": {"n": 2}}
+    r = journey.runs_api(target, alice, "POST", "/schedules", json=body)
+    assert r.status_code == 201, r.text
+    schedule = r.json()
+    old = release.component_pod("runs")
+    status, _ = release.cluster.request(f"/api/v1/namespaces/{ch.NAMESPACE}/pods/{old['metadata']['name']}")
+    assert status == 200
+    release.delete_pod(old["metadata"]["name"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        new = release.component_pod("runs")
+        if new and new["metadata"]["uid"] != old["metadata"]["uid"] and all(release.deployments_available().values()):
+            break
+        time.sleep(0.5)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"], "no replacement runs pod"
+    release.wait_routes()
+    listed = journey.runs_api(target, alice, "GET", "/schedules").json()["schedules"]
+    same = [s for s in listed if s["id"] == schedule["id"]]
+    assert same and same[0]["cron"] == "0 6 * * *", listed
+    assert journey.runs_api(target, alice, "DELETE", f"/schedules/{schedule['id']}").status_code in (200, 204)
+
+
 def test_upgrade_keeps_the_running_server(release, journey_facts):
     alice = journey_facts["alice"]
     user_pod = next(p for p in release.pods("component%3Dsingleuser-server")
