@@ -85,6 +85,9 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, FastLocalPro
     def labdeck_files_dir(self):
         return os.path.join(self.home_dir, ".labdeck")
 
+    #: the files are written while the server starts; start() returns only after both
+    labdeck_files_before_start = False
+
     def get_args(self):
         args = super().get_args()
         if hasattr(os, "geteuid") and os.geteuid() == 0 and not self.os_users:

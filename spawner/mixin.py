@@ -235,6 +235,10 @@ class LabdeckSpawnerMixin(Configurable):
 
     #: set by the backend: where the server sees labdeck's files
     labdeck_files_dir = ""
+    #: set by the backend: False lets ``labdeck_write_files`` run while the server
+    #: starts (it must exist before anyone reaches the server, not before its
+    #: process: the local backend); True when the start needs them (a pod mounts its Secret)
+    labdeck_files_before_start = True
     #: the validated profile/size for the current start
     labdeck_choice = None
 
@@ -398,22 +402,35 @@ class LabdeckSpawnerMixin(Configurable):
                 # apply_user_options was replaced or skipped: never start unchecked
                 self.labdeck_choose(self.user_options)
             self._progress(5, f"Checking profile: {self.labdeck_choice.profile['display_name']}")
-            self._progress(10, "Preparing home")
-            await self.labdeck_prepare_home()
-            await self.labdeck_write_files(self.labdeck_files())
-            issuing = None
+            issuing = writing = None
             if self.issue_credentials_at_start and self.broker_url:
+                # first: the broker works while the home is prepared and the server starts
                 steps = [("aws", "S3")] + ([("gcp", "BigQuery")] if self.gcp_project else [])
                 for _, label in steps:
                     self._progress(20, f"Issuing {label} credentials")
                 issuing = asyncio.ensure_future(self._issue_all(steps))
-            self._progress(30, "Starting server")
+            self._progress(10, "Preparing home")
             try:
+                await self.labdeck_prepare_home()
+                files = self.labdeck_files()
+                if self.labdeck_files_before_start:
+                    await self.labdeck_write_files(files)
+                else:
+                    writing = asyncio.ensure_future(self.labdeck_write_files(files))
+                self._progress(30, "Starting server")
                 result = await super().start()
             except BaseException:
-                if issuing:
-                    issuing.cancel()
+                for task in (issuing, writing):
+                    if task:
+                        task.cancel()
                 raise
+            if writing:
+                # before start() returns, i.e. before the hub routes anyone (or any kernel) to the server
+                try:
+                    await writing
+                except Exception:
+                    await self.stop(now=True)
+                    raise
             if issuing:
                 try:
                     await issuing
