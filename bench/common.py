@@ -46,6 +46,31 @@ RESULTS = ROOT / "bench" / "results"
 SINGLEUSER = "jupyterhub-singleuser"
 
 
+#: hub user names of one benchmark run carry this, so that the OS accounts labdeck creates
+#: for them as root (``labdeck-<name>``, kept by labdeck) never meet a previous run's
+RUN_ID = secrets.token_hex(2)
+_PEOPLE: set[str] = set()
+
+
+def person(name: str) -> str:
+    """A hub user name unique to this run (remembered for :func:`remove_os_users`)."""
+    full = f"{name}-{RUN_ID}"
+    _PEOPLE.add(full)
+    return full
+
+
+def remove_os_users() -> None:
+    """Delete the OS accounts labdeck created for this run's people (root only; labdeck itself keeps them)."""
+    if os.geteuid() != 0 or not shutil.which("userdel"):
+        return
+    try:
+        from labdeck.spawner.osusers import system_username
+    except ImportError:
+        return
+    for name in sorted(_PEOPLE):
+        subprocess.run(["userdel", system_username(name)], capture_output=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -115,6 +140,7 @@ def cleanup_all() -> None:
             s.stop()
         except Exception as e:  # keep cleaning the others
             print(f"bench: cleanup of {s.name} failed: {e}", file=sys.stderr)
+    remove_os_users()
 
 
 def install_cleanup() -> None:
@@ -134,6 +160,8 @@ class System:
 
     def __init__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        # as root, labdeck runs each person's server as their own OS user: they must reach their homes
+        os.chmod(self.tmp, 0o711)
         self.password = secrets.token_urlsafe(12)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -267,9 +295,9 @@ class System:
 VARIANTS = {
     # as before issue 18: cold Popen of jupyterhub-singleuser, the hub's polling back-off
     "before": {"warm_pool_size": 0, "wait_ready_in_start": False, "start_concurrency": 0,
-               "cmd": [str(BIN / "jupyterhub-singleuser")]},
+               "cmd": ["jupyterhub-singleuser"]},
     # + start() waits on the server's own answer (no back-off)
-    "ready": {"warm_pool_size": 0, "start_concurrency": 0, "cmd": [str(BIN / "jupyterhub-singleuser")]},
+    "ready": {"warm_pool_size": 0, "start_concurrency": 0, "cmd": ["jupyterhub-singleuser"]},
     # + no rfc3987_syntax grammar at import (labdeck-server): labdeck's cold start
     "cold": {"warm_pool_size": 0},
     # + the warm pool (the default)

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    RESULTS, SpawnError, User, fmt, install_cleanup, machine, make_system, med, table, write_json,
+    RESULTS, SpawnError, User, fmt, install_cleanup, machine, make_system, med, person, table, write_json,
 )
 
 S3_CELL = (
@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", default="vanilla,labdeck-before,labdeck-ready,labdeck-cold,labdeck")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--name", default="spawn.json")
+    ap.add_argument("--keep-logs", action="store_true", help="copy each system's logs to <out>/logs/<system>/")
     args = ap.parse_args(argv)
     install_cleanup()
 
@@ -132,7 +133,10 @@ def main(argv=None) -> int:
     loads = []
     try:
         for name in names:
-            systems[name] = make_system(name).start()
+            systems[name] = make_system(name)
+            if args.keep_logs:
+                systems[name].keep_logs = args.out / "logs" / name
+            systems[name].start()
         time.sleep(5)  # let the warm pool's zygote import (it would be up long before the first login)
         rows: dict[str, list[dict]] = {n: [] for n in systems}
         errors: dict[str, list[str]] = {n: [] for n in systems}
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
             k = rep % len(names)
             order = names[k:] + names[:k]
             for name in order:
-                user = f"{'w' if rep < 0 else 's'}{abs(rep)}-{name.replace('labdeck', 'ld')[:9]}"
+                user = person(f"{'w' if rep < 0 else 's'}{abs(rep)}-{name.replace('labdeck', 'ld')[:9]}")
                 time.sleep(args.gap)
                 load = os.getloadavg()[0]
                 try:

@@ -38,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    RESULTS, SYSTEMS, SpawnError, User, fmt, install_cleanup, machine, med, table, write_json,
+    RESULTS, SpawnError, User, fmt, install_cleanup, machine, make_system, med, person, table, write_json,
 )
 
 
@@ -54,7 +54,7 @@ def calibrate(system, n: int, tag: str) -> list[float]:
     """CPU seconds of single, unloaded server starts (launch → ready) on this system."""
     out = []
     for i in range(n):
-        u = User(system.url, f"cal{i}-{tag}")
+        u = User(system.url, person(f"cal{i}-{tag}"))
         u.login(system.password)
         u.request_spawn()
         u.follow_progress(time.monotonic() + 120)
@@ -67,12 +67,12 @@ def calibrate(system, n: int, tag: str) -> list[float]:
 
 
 def storm(system, n: int, timeout: float, tag: str) -> dict:
-    users = [User(system.url, f"u{i:03d}-{tag}") for i in range(n)]
+    users = [User(system.url, person(f"u{i:03d}-{tag}")) for i in range(n)]
     res = [dict(user=u.name, ready_s=None, error=None, code=None, progress_events=0, server_cpu_s=None) for u in users]
     barrier = threading.Barrier(n + 1, timeout=60)
     t0_box = {}
 
-    def person(i: int, u: User) -> None:
+    def one_person(i: int, u: User) -> None:
         r = res[i]
         try:
             barrier.wait()
@@ -85,6 +85,7 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
             r["ready_s"] = events[-1]["t"] - t0
             r["progress_events"] = len(events)
             r["first_progress_s"] = events[0]["t"] - t0 if events else None
+            r["saw_queue"] = any("free slot" in (e.get("message") or "") for e in events)
             r["server_cpu_s"] = server_cpu(system, u.name)
         except SpawnError as e:
             r["error"], r["code"] = str(e), e.code
@@ -92,11 +93,11 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
         except Exception as e:  # a person's view: anything else is a failure too
             r["error"] = f"{type(e).__name__}: {e}"
 
-    threads = [threading.Thread(target=person, args=(i, u), daemon=True) for i, u in enumerate(users)]
+    threads = [threading.Thread(target=one_person, args=(i, u), daemon=True) for i, u in enumerate(users)]
     for t in threads:
         t.start()
     hub_cpu0 = system.hub_cpu()
-    health0 = system.broker_health() if system.name == "labdeck" else None
+    health0 = system.broker_health() if system.name.startswith("labdeck") else None
     busy0, ours0 = machine_busy(), system.tree_cpu() + _self_cpu()
     t0_box["t0"] = time.monotonic()
     barrier.wait()
@@ -114,6 +115,8 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
         ],
         "http_500s": sum(1 for r in res if r["code"] and r["code"] >= 500),
         "progress_events": [r["progress_events"] for r in res],
+        "first_progress_s": [r.get("first_progress_s") for r in res],
+        "saw_queue_position": sum(1 for r in res if r.get("saw_queue")),
         "login_s": [r.get("login_s") for r in res],
         "server_cpu_s": [r["server_cpu_s"] for r in res],
         "hub_cpu_s": hub_cpu,
@@ -156,10 +159,10 @@ def _quiet(fn, *a):
 
 
 def run_round(name: str, n: int, args) -> dict:
-    system = SYSTEMS[name]()
+    system = make_system(name)
     if args.keep_logs:
         system.keep_logs = args.out / "logs" / f"{name}-{n}"
-    if name == "labdeck":
+    if name.startswith("labdeck"):
         system.experiments = args.experiment
     try:
         system.start()
@@ -192,7 +195,8 @@ def run_round(name: str, n: int, args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", default="10,20,40", help="comma-separated storm sizes")
-    ap.add_argument("--systems", default="labdeck,vanilla")
+    ap.add_argument("--systems", default="labdeck,labdeck-cold,vanilla",
+                    help="vanilla, labdeck, labdeck-<variant> (common.VARIANTS); labdeck-before = no queue, no pool")
     ap.add_argument("--timeout", type=float, default=300, help="per person, seconds (bounded)")
     ap.add_argument("--calibrate", type=int, default=3, help="single starts to measure one start's CPU")
     ap.add_argument("--out", type=Path, default=RESULTS)
