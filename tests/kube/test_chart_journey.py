@@ -42,6 +42,11 @@ def release(kube_cluster, tmp_path_factory):
     helm_path, reason = _helm_path()
     if helm_path is None:
         pytest.skip(f"helm unavailable: {reason}")
+    from tests.kube.kubelet import _pick_mount_mode
+
+    if _pick_mount_mode("auto") != "unshare":
+        # each pod's /etc/hosts and the chart's mount paths need a private mount namespace
+        pytest.skip("the chart harness needs root with `unshare --mount` (per-pod /etc/hosts and mounts)")
     busy = ch.ports_in_use()
     if busy:
         pytest.fail(f"ports {busy} are taken on this machine; the chart's hub/proxy/broker pods bind them on every address")
