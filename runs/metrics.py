@@ -15,7 +15,7 @@ Viewer:
 
 - ``labdeck_viewer_views_total{kind,result}``: page views, ``kind`` = own | share,
   ``result`` = ok | login | denied | not_found | bad_request | error;
-- ``labdeck_shares{kind}``: shares not revoked, ``kind`` = user | group.
+- ``labdeck_shares{kind}``: shares not revoked, ``kind`` = user | group | everyone.
 
 Gauges are computed from the service's state when scraped (custom collectors).
 """
@@ -35,7 +35,7 @@ from .records import FINISHED
 
 VIEW_KINDS = ("own", "share")
 VIEW_RESULTS = ("ok", "login", "denied", "not_found", "bad_request", "error")
-SHARE_KINDS = ("user", "group")
+SHARE_KINDS = ("user", "group", "everyone")
 
 
 class RunsMetrics:
