@@ -1,0 +1,40 @@
+"""Both modes ship the same Lab side of runs and shares: the server config and the prebuilt extension."""
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "images/singleuser/jupyter_server_config.d/labdeck.json"
+
+
+def test_server_config_replaces_jupyter_schedulers_extension_with_labdecks():
+    cfg = json.loads((ROOT / CONFIG).read_text())
+    ext = cfg["ServerApp"]["jpserver_extensions"]
+    assert ext == {"jupyter_scheduler": False, "labdeck.runs.jupyter_scheduler": True, "labdeck.runs.lab_shares": True}
+    for module in ext:
+        assert hasattr(importlib.import_module(module), "_jupyter_server_extension_points")
+    for trait, dotted in cfg["SchedulerApp"].items():
+        module, name = dotted.rsplit(".", 1)
+        assert getattr(importlib.import_module(module), name), trait
+
+
+def test_image_and_make_install_the_same_config_and_extension():
+    dockerfile = (ROOT / "images/singleuser/Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"COPY {CONFIG} /usr/local/etc/jupyter/jupyter_server_config.d/labdeck.json" in dockerfile
+    assert f"cp {CONFIG} $(VENV)/etc/jupyter/jupyter_server_config.d/labdeck.json" in makefile
+    assert f'"etc/jupyter/jupyter_server_config.d" = ["{CONFIG}"]' in (ROOT / "pyproject.toml").read_text()
+    assert f"!{CONFIG}" in (ROOT / "images/singleuser/Dockerfile.dockerignore").read_text()
+    # one build script for both: make deps -> .venv, the image's labext-stage -> /usr/local
+    assert "runs/labextension/build.sh $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT\)", makefile, re.M)
+    assert re.search(r"runs/labextension/build\.sh /usr/local$", dockerfile, re.M)
+    assert "COPY --from=labext-stage /usr/local/share/jupyter/labextensions/@labdeck" in dockerfile
+
+
+def test_extension_sources_are_locked():
+    pkg = json.loads((ROOT / "runs/labextension/package.json").read_text())
+    lock = json.loads((ROOT / "runs/labextension/package-lock.json").read_text())
+    assert pkg["name"] == "@labdeck/lab" and pkg["jupyterlab"]["extension"] is True
+    assert lock["packages"]["node_modules/@jupyterlab/builder"]["version"] == pkg["devDependencies"]["@jupyterlab/builder"]
