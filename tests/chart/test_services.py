@@ -219,3 +219,6 @@ def test_only_an_explicit_token_restarts_the_services(render):
         # another value (or a re-render: generated tokens differ between offline renders) keeps the pod
         assert checksum(render(set_values=["hub.banner=changed"]), service) == default
         assert checksum(render(set_values=[f"{service}.apiToken=rotated"]), service) != default
+    proxy = lambda objects: objects.get("Deployment", "rel-labdeck-proxy")["spec"]["template"]["metadata"]["annotations"]["checksum/proxy-token"]  # noqa: E731
+    assert proxy(render()) == proxy(render(set_values=["hub.banner=changed"]))
+    assert proxy(render()) != proxy(render(set_values=["proxy.secretToken=rotated"]))

@@ -173,6 +173,7 @@ def test_upgrade_keeps_the_running_server(release, journey_facts):
                     if p["metadata"]["annotations"].get("hub.jupyter.org/username") == "alice")  # fmt: skip
     hub_before = release.component_pod("hub")["metadata"]["uid"]
     runs_before = release.component_pod("runs")["metadata"]["uid"]
+    proxy_before = release.component_pod("proxy")["metadata"]["uid"]
     args = ["upgrade", ch.RELEASE, str(release.chart), "-n", ch.NAMESPACE, "-f", str(ch.VALUES), "--set", "hub.banner=Upgraded", "--timeout", "120s"]
     for s in release.sets:
         args += ["--set", s]
@@ -187,6 +188,8 @@ def test_upgrade_keeps_the_running_server(release, journey_facts):
     assert release.component_pod("hub")["metadata"]["uid"] != hub_before, "the hub did not restart on a config change"
     # the runs service is not restarted by an unrelated value (executing runs go on)
     assert release.component_pod("runs")["metadata"]["uid"] == runs_before
+    # nor the proxy: every route (and open kernel connection) survives the upgrade
+    assert release.component_pod("proxy")["metadata"]["uid"] == proxy_before
     release.wait_routes()
     import base64
 
