@@ -108,6 +108,32 @@ def test_dev_auth_with_loud_value(render):
     assert "auth.dev-password" not in render().secret_data("rel-labdeck-hub")
 
 
+# ---- local-aws: the S3-emulator provider needs its emulator ---------------------------
+
+LOCAL_AWS = ["cloud.providers={local-aws}", "cloud.aws.bucket=data", "cloud.aws.endpointUrl=http://moto:5000"]
+
+
+def test_local_aws_provider_is_accepted_with_an_emulator(render):
+    objects = render(set_values=LOCAL_AWS)
+    assert "local-aws" in objects.secret_data("rel-labdeck-hub")["values.yaml"]
+
+
+@pytest.mark.parametrize(
+    "set_values, expected",
+    [
+        (LOCAL_AWS[:2], "cloud.aws.bucket or cloud.aws.endpointUrl is empty"),  # no emulator endpoint
+        (["cloud.providers={local-aws}", "cloud.aws.endpointUrl=http://moto:5000"], "cloud.aws.bucket or cloud.aws.endpointUrl is empty"),
+        (["cloud.providers={aws,local-aws}", *LOCAL_AWS[1:]], 'both "aws" and "local-aws"'),
+        (["cloud.providers={local-s3}"], "providers"),  # not in the schema's enum
+    ],
+    ids=["no-endpoint", "no-bucket", "both", "unknown"],
+)
+def test_local_aws_provider_refused_without_its_emulator(helm, set_values, expected):
+    proc = helm_template(helm, set_values=set_values, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr, proc.stderr
+
+
 # ---- RBAC: a namespaced Role with the listed resources only ----------------------------
 
 

@@ -130,6 +130,18 @@ def test_broker_config(load):
     assert (c.GCPProvider.ttl_seconds, c.GCPProvider.dataset_template) == (3600, "user_{username}")
 
 
+def test_broker_config_local_aws(load):
+    """cloud.providers [local-aws] (S3 emulators): the broker's LocalAWSProvider reads the cloud.aws values."""
+    from labdeck.credentials.app import provider_class
+    from labdeck.credentials.providers.local_aws import LocalAWSProvider
+
+    c = load(None, BROKER, set_values=["cloud.providers={local-aws}", "cloud.aws.bucket=data", "cloud.aws.endpointUrl=http://moto:5000"])
+    assert c.BrokerApp.providers == ["local-aws"]
+    assert provider_class("local-aws") is LocalAWSProvider
+    prov = LocalAWSProvider(config=c)
+    assert (prov.bucket, prov.endpoint_url, prov.region) == ("data", "http://moto:5000", "us-east-1")
+
+
 def test_broker_config_validates_with_broker_app(load):
     """The grants the chart writes are accepted by BrokerApp's own validator."""
     from labdeck.credentials.grants import validate_grant_config

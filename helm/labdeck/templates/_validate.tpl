@@ -19,6 +19,12 @@
 {{- if and (has "aws" .Values.cloud.providers) (not .Values.cloud.aws.bucket) -}}
 {{- fail "cloud.providers contains \"aws\" but cloud.aws.bucket is empty." -}}
 {{- end -}}
+{{- if and (has "local-aws" .Values.cloud.providers) (or (not .Values.cloud.aws.bucket) (not .Values.cloud.aws.endpointUrl)) -}}
+{{- fail "cloud.providers contains \"local-aws\" (S3 emulators and tests only) but cloud.aws.bucket or cloud.aws.endpointUrl is empty: it needs the emulator's endpoint and bucket." -}}
+{{- end -}}
+{{- if and (has "aws" .Values.cloud.providers) (has "local-aws" .Values.cloud.providers) -}}
+{{- fail "cloud.providers contains both \"aws\" and \"local-aws\"; enable one (local-aws is for S3 emulators and tests only)." -}}
+{{- end -}}
 {{- if and (has "gcp" .Values.cloud.providers) (not .Values.cloud.gcp.project) -}}
 {{- fail "cloud.providers contains \"gcp\" but cloud.gcp.project is empty." -}}
 {{- end -}}
