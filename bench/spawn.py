@@ -8,6 +8,8 @@ and alternates which system goes first. Where the time goes:
 - ``hook``: labdeck's own start steps (hub log "labdeck start steps for … took N ms":
   profile, home, files, credential issuance running concurrently with the process start);
 - ``proc→ready``: hub log, from "Spawning <cmd>" (the process launch) to "User … took" (ready seen);
+- ``listening→seen``: hub log, from the server's own URL line (it serves) to "User … took":
+  the hub's readiness polling alone (JupyterHub's back-off), without the CPU noise of the start;
 - ``kernel``: POST /api/kernels; ``cell``: the first cell's result (includes kernel start-up):
   on labdeck an S3 call with the person's own credentials (``list_objects_v2`` on
   ``LABDECK_S3_HOME``: boto3 import, credential_process → broker, the emulator), on vanilla
@@ -65,6 +67,24 @@ def proc_to_ready_s(system, username: str) -> float | None:
     return None
 
 
+def notice_lag_s(log: str, username: str) -> float | None:
+    """Hub log: from the server's own "http://…/user/<name>/… " line (it listens and serves) to the hub's
+    "User <name> took …" (ready seen) - the readiness polling alone, without the CPU noise of the start."""
+    from datetime import datetime
+
+    listening = None
+    for line in log.splitlines():
+        m = re.match(_TS, line)
+        if not m:
+            continue
+        if "ServerApp] http://" in line and f"/user/{username}/" in line:
+            listening = m.group(1)
+        elif f"User {username} took " in line and listening:
+            t = [datetime.strptime(x, "%Y-%m-%d %H:%M:%S.%f") for x in (listening, m.group(1))]
+            return (t[1] - t[0]).total_seconds()
+    return None
+
+
 def hub_took_s(system, username: str) -> float | None:
     found = re.findall(rf"User {re.escape(username)} took ([0-9.]+) seconds to start", system.hub_log())
     return float(found[-1]) if found else None
@@ -99,6 +119,7 @@ def one(system, username: str, timeout: float = 180) -> dict:
     row["total_s"] = t4 - t0
     row["hub_took_s"] = hub_took_s(system, username)
     row["proc_to_ready_s"] = proc_to_ready_s(system, username)
+    row["notice_lag_s"] = notice_lag_s(system.hub_log(), username)
     row["warm"] = f"Claimed warm server" in system.hub_log() and bool(
         re.search(rf"Claimed warm server \d+ for {re.escape(username)}\b", system.hub_log()))
     hook = system.hook_ms(username)
@@ -108,7 +129,7 @@ def one(system, username: str, timeout: float = 180) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
-    keys = ["login_s", "spawn_s", "hook_s", "proc_to_ready_s", "kernel_s", "cell_s", "total_s", "server_cpu_s", "hub_took_s"]
+    keys = ["login_s", "spawn_s", "hook_s", "proc_to_ready_s", "notice_lag_s", "kernel_s", "cell_s", "total_s", "server_cpu_s", "hub_took_s"]
     out = {k: med([r.get(k) for r in rows]) for k in keys}
     out["spawn_s_all"] = [round(r["spawn_s"], 3) for r in rows]
     out["warm_claims"] = sum(1 for r in rows if r.get("warm"))
@@ -182,6 +203,7 @@ def main(argv=None) -> int:
     path = write_json(args.out, args.name, data)
 
     cols = [("login", "login_s"), ("spawn", "spawn_s"), ("hook", "hook_s"), ("proc→ready", "proc_to_ready_s"),
+            ("listening→seen", "notice_lag_s"),
             ("kernel", "kernel_s"), ("first cell", "cell_s"), ("total", "total_s"), ("server CPU", "server_cpu_s")]
     print()
     print(f"single spawn, median of {args.reps} (s); {info['nproc']} CPUs, {info['cpu_model']}, load {info['loadavg']} → {info['loadavg_after']}")

@@ -166,8 +166,9 @@ def run_round(name: str, n: int, args) -> dict:
         system.experiments = args.experiment
     try:
         system.start()
-        cal = calibrate(system, args.calibrate, f"{name[:3]}{n}")
-        out = storm(system, n, args.timeout, f"{name[:3]}{n}")
+        tag = name.replace("labdeck", "ld").replace("vanilla", "va") + str(n)
+        cal = calibrate(system, args.calibrate, tag)
+        out = storm(system, n, args.timeout, tag)
     finally:
         system.stop()
     cores = os.cpu_count() or 1
