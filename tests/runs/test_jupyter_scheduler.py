@@ -34,9 +34,13 @@ def job_body(**over):
 @pytest.fixture(scope="module")
 def servers(platform, alice, bob):
     write_notebook(platform, "alice", NB, ["print('job says', n * 2)"], parameters="n = 1")
-    alice.start_server()
-    bob.start_server()
-    return alice, bob
+    started = [c for c in (alice, bob) if "" not in (c.api("GET", f"/users/{c.name}").json().get("servers") or {})]
+    for c in started:
+        c.start_server()
+    yield alice, bob
+    for c in started:  # leave the session's platform as this module found it
+        if "" in (c.api("GET", f"/users/{c.name}").json().get("servers") or {}):
+            c.stop_server()
 
 
 def test_runtime_environments_are_the_allowed_profiles(servers):
