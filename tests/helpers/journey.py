@@ -4,9 +4,10 @@ Driven against ``make up`` (tests/integration/test_journey.py, :func:`tests.help
 and against the chart's own hub in the kube harness (tests/kube/test_chart_journey.py), so
 the two cannot drift: the same steps, the same assertions, only a :class:`Target` differs.
 
-Through the public URL (the proxy), with the dev login:
+Through the public URL (the proxy), with the target's login (the dev login's form by
+default; the chart harness logs in through a real OIDC provider's form, :attr:`Target.login`):
 
-1. alice and bob log in; alice sees the profile form;
+1. alice, bob and carol log in; alice sees the profile form;
 2. alice spawns her default server (the default profile);
 3. a kernel cell writes and reads her S3 home with the broker's credentials (temporary:
    a session token; where the object store enforces per-user prefixes, bob's is denied);
@@ -17,7 +18,8 @@ Through the public URL (the proxy), with the dev login:
 6. ``Welcome.ipynb`` (and the admin's onboarding files) are in her home.
 
 Every step returns facts; durations are recorded in ``facts["seconds"]`` for the report
-(never asserted).
+(never asserted). :func:`group_grant` is a further step for targets whose identity
+provider sends groups: a group's grant opens its shared prefix to a member's kernel only.
 """
 
 from __future__ import annotations
@@ -42,7 +44,11 @@ class Target:
 
     name: str
     url: str
-    password: str
+    #: the dev login's shared password (unused when ``login`` is set)
+    password: str = ""
+    #: how a person logs in: username -> a logged-in client with an API token; None is the
+    #: dev login's form with ``password`` (an OIDC target passes tests.helpers.oidc.journey_login)
+    login: Callable[[str], HubClient] | None = None
     #: where a user's home is on this machine (a homes dir locally, the PVC directory on the harness)
     home_dir: Callable[[str], Path | None] = lambda user: None
     #: relative paths the admin's onboarding directory puts in every new home
@@ -60,6 +66,10 @@ def _timed(target: Target, step: str, start: float) -> None:
 
 
 def login(target: Target, user: str) -> HubClient:
+    if target.login is not None:
+        client = target.login(user)
+        assert client.name == user and client.token, (user, client.name)
+        return client
     return HubClient(target.url).login(user, target.password)
 
 
@@ -212,3 +222,40 @@ def run(target: Target) -> dict:
     welcome_in_home(target, alice)
     target.facts.update(alice=alice, bob=bob, carol=carol, server=server, run=done, share=shared)
     return target.facts
+
+
+GROUP_CELL = """
+import boto3, os
+from botocore.exceptions import ClientError
+bucket = os.environ["LABDECK_S3_HOME"][len("s3://"):].split("/", 1)[0]
+s3 = boto3.client("s3")
+for what, call in (
+    ("write", lambda: s3.put_object(Bucket=bucket, Key={key!r}, Body=b"written by " + {user!r}.encode())),
+    ("read", lambda: s3.get_object(Bucket=bucket, Key={key!r})["Body"].read().decode()),
+):
+    try:
+        result = call()
+        print(what + ":", result if what == "read" else "ok")
+    except ClientError as e:
+        print(what + ":", e.response["Error"]["Code"])
+"""
+
+
+def group_grant(target: Target, member: HubClient, outsider: HubClient, prefix: str, kernel: str | None = None) -> dict:
+    """A group's grant (``broker.grants.groups``) opens ``prefix`` to a member's kernel, not an outsider's.
+
+    The member writes and reads ``<prefix>journey/<member>.txt`` from a kernel of their
+    running server (``kernel``, or a new one); the outsider's server (started here if it is
+    not running) gets AccessDenied for both, with the real boto3 and the broker's credentials.
+    """
+    t = time.monotonic()
+    key = f"{prefix}journey/{member.name}.txt"
+    out = member.execute(GROUP_CELL.format(key=key, user=member.name), kernel or member.start_kernel(), timeout=120).check().stdout
+    assert "write: ok" in out and f"read: written by {member.name}" in out, out
+    servers = outsider.api("GET", f"/users/{outsider.name}").json().get("servers") or {}
+    if not (servers.get("") or {}).get("ready"):
+        outsider.start_server("", {}, timeout=target.spawn_timeout)
+    denied = outsider.execute(GROUP_CELL.format(key=key, user=outsider.name), outsider.start_kernel(), timeout=120).check().stdout
+    assert "write: AccessDenied" in denied and "read: AccessDenied" in denied, denied
+    _timed(target, "group_grant", t)
+    return {"member": out, "outsider": denied}

@@ -242,3 +242,12 @@ def hub_client(hub_url: str, session: requests.Session, name: str):
         raise HubError(f"token creation failed: HTTP {r.status_code} {r.text[:200]}")
     client.token = r.json()["token"]
     return client
+
+
+def journey_login(hub_url: str):
+    """The login step of tests/helpers/journey.py through the provider's form (``journey.Target.login``).
+
+    A person's ``sub`` at the provider is their username; give them claims with
+    :meth:`OIDCProvider.set_user` first.
+    """
+    return lambda user: hub_client(hub_url, oidc_login(hub_url, user), user)

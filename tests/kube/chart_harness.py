@@ -13,8 +13,17 @@ What runs, and what each real part is:
   uses the chart's own Role) and per-pod ``/etc/hosts`` naming each Service by its ready
   endpoint addresses;
 - moto (:mod:`labdeck.emulators.aws`, IAM enforced) as S3/STS/IAM on 127.0.0.1, the chart's
-  ``cloud.aws.endpointUrl``; the broker's and viewer's IAM keys reach their pods through
-  ``extraEnv`` (:func:`install_values`).
+  ``cloud.aws.endpointUrl``, with ``cloud.providers: [local-aws]``: the broker gives each
+  person an IAM role of their own (moto ignores the session policies of the ``aws``
+  provider), so alice's kernel is refused bob's prefix; the broker's and viewer's IAM keys
+  reach their pods through ``extraEnv``;
+- a real OpenID Connect provider (oidc-provider-mock, :mod:`tests.helpers.oidc`) on
+  127.0.0.1: the chart's ``auth.oauth.issuer``. Pods share this machine's network (the
+  kubelet gives them a private mount namespace only), so the hub pod reaches it on
+  loopback, as the test's browser does.
+
+:func:`install_args` passes what exists only at test time: addresses as ``--set``, the
+OIDC client secret and the IAM keys in a 0600 values file (never on helm's command line).
 
 Service names resolve to *pod* addresses (no kube-proxy, no cluster IPs), so every Service
 must have ``port == targetPort``: the values set ``proxy.service.port: 8000``. Pods bind
@@ -51,7 +60,6 @@ IP_PREFIX = "127.0.3."
 USER_IMAGE = "labdeck/singleuser"
 #: ports the chart's pods bind on every address (see module docstring)
 WILDCARD_PORTS = (contract.HUB_PORT, contract.PROXY_HTTP_PORT, contract.PROXY_API_PORT, contract.SERVICE_PORTS[contract.BROKER])
-ROLE_NAME = "labdeck-users"
 
 
 def image_env(allow_root_dir: Path) -> dict[str, dict[str, str]]:
@@ -89,14 +97,13 @@ def relaxed_chart(dst: Path) -> Path:
 
 @dataclass
 class Moto:
-    """The S3/STS/IAM endpoint of the release, seeded like the embedded default's, plus the users' role."""
+    """The S3/STS/IAM endpoint of the release, seeded like the embedded default's (the broker's and viewer's IAM users)."""
 
     endpoint: str
     proc: subprocess.Popen
     bucket: str
-    broker_keys: dict[str, str]
-    viewer_keys: dict[str, str]
-    role_arn: str
+    broker_keys: dict[str, str] = field(repr=False)
+    viewer_keys: dict[str, str] = field(repr=False)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -117,7 +124,6 @@ def _keys(path: Path) -> dict[str, str]:
 
 
 def start_moto(workdir: Path, bucket: str = contract.DEFAULT_BUCKET, region: str = contract.DEFAULT_REGION) -> Moto:
-    import boto3
     import requests
 
     from labdeck.emulators import aws
@@ -139,30 +145,37 @@ def start_moto(workdir: Path, bucket: str = contract.DEFAULT_BUCKET, region: str
                 break
         except requests.RequestException:
             time.sleep(0.2)
-    # the role the chart's broker assumes for every user (cloud.aws.roleArn); real AWS narrows
-    # it per user with a session policy, which moto does not evaluate
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name=region, aws_access_key_id="seed", aws_secret_access_key="seed")
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
-    role = iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
-    data = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
-    iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="data", PolicyDocument=json.dumps(data))
+    # the broker's IAM user may create and assume the per-user roles of the local-aws provider
     broker_file, viewer_file = workdir / "broker-aws", workdir / "viewer-aws"
     aws.seed(endpoint, bucket, region, str(broker_file), str(viewer_file))
-    return Moto(endpoint, proc, bucket, _keys(broker_file), _keys(viewer_file), role["Arn"])
+    return Moto(endpoint, proc, bucket, _keys(broker_file), _keys(viewer_file))
 
 
-def install_values(moto: Moto, onboarding_dir: Path) -> list[str]:
-    """``--set`` arguments of the install: what only exists at test time (endpoint, keys, paths)."""
+def install_args(moto: Moto, onboarding_dir: Path, issuer: str, client_secret: str, workdir: Path) -> list[str]:
+    """helm arguments of the install (after the chart): the values file, then what only exists at test time.
+
+    Addresses and paths are ``--set``; the OIDC client secret and the broker's and
+    viewer's IAM keys go into a 0600 values file, so they never appear in a process list.
+    """
+    secret = {
+        "auth": {"oauth": {"clientSecret": client_secret}},
+        "broker": {"extraEnv": dict(moto.broker_keys)},
+        "viewer": {"extraEnv": dict(moto.viewer_keys)},
+    }
+    path = workdir / "secret-values.yaml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(secret, f)
     sets = [
+        f"auth.oauth.issuer={issuer}",
         f"cloud.aws.endpointUrl={moto.endpoint}",
         f"cloud.aws.bucket={moto.bucket}",
-        f"cloud.aws.roleArn={moto.role_arn}",
         f"singleuser.onboardingDir={onboarding_dir}",
     ]
-    for component, keys in (("broker", moto.broker_keys), ("viewer", moto.viewer_keys)):
-        for k, v in keys.items():
-            sets.append(f"{component}.extraEnv.{k}={v}")
-    return sets
+    args = ["-f", str(VALUES), "-f", str(path)]
+    for s in sets:
+        args += ["--set", s]
+    return args
 
 
 @dataclass
@@ -175,7 +188,7 @@ class Helm:
     def __call__(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         proc = subprocess.run([self.path, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check:
-            assert proc.returncode == 0, f"helm {' '.join(a for a in args if 'AWS_SECRET' not in a)}: {proc.stderr[-3000:]}"
+            assert proc.returncode == 0, f"helm {' '.join(args)}: {proc.stderr[-3000:]}"
         return proc
 
 
@@ -199,9 +212,10 @@ class Release:
     kubelet: object
     helm: Helm
     chart: Path
-    #: --set arguments: moto's endpoint and the broker's and viewer's IAM keys (never in a repr)
-    sets: list[str] = field(repr=False)
-    password: str = field(repr=False)
+    #: helm arguments of the install and of every upgrade (:func:`install_args`)
+    args: list[str] = field(repr=False)
+    #: the OIDC provider people log in through (tests.helpers.oidc.OIDCProvider)
+    idp: object = field(default=None, repr=False)
     names: dict[str, str] = field(default_factory=dict)
 
     def get(self, path: str) -> dict | None:

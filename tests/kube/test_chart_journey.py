@@ -3,9 +3,13 @@
 ``helm install`` of helm/labdeck (chart_harness.py): kube-controller-manager turns the
 Deployments into pods, the process kubelet runs them (hub, proxy, broker, runs, viewer),
 Service names resolve to their pods. A person then logs in through the proxy with the
-dev login, spawns a user pod from the chart's own spawner config, and so on (the
-scenario module). Then ``helm upgrade`` with a changed value keeps the running server,
-and ``helm uninstall`` leaves only the keep-annotated PVCs.
+chart's OIDC login (``auth.oauth.issuer`` = a real provider process on 127.0.0.1, its
+login form), spawns a user pod from the chart's own spawner config, and so on (the
+scenario module; the broker's local-aws provider makes moto refuse bob's prefix to
+alice's kernel). The identity provider's groups become JupyterHub groups, a group grant
+opens a shared prefix to a member only, and an identity outside ``allowedGroups`` cannot
+log in. Then ``helm upgrade`` with a changed value keeps the running server, and
+``helm uninstall`` leaves only the keep-annotated PVCs.
 """
 
 from __future__ import annotations
@@ -19,10 +23,21 @@ import pytest
 import requests
 
 from tests.chart.chartlib import _helm_path
+from tests.helpers import oidc
 from tests.kube import chart_harness as ch
 from tests.kube.kubelet import KubeletThread, ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
+
+#: identities at the OIDC provider (sub = username): allowedGroups is [data-team],
+#: adminGroups [platform], the analysts group has a grant on SHARED
+IDENTITIES = {
+    "alice": ["data-team", "analysts", "platform"],
+    "bob": ["data-team"],
+    "carol": ["data-team"],
+    "mallory": ["sales"],
+}
+SHARED = "shared/analysts/"
 
 
 async def _create_namespace(kubeconfig: str, name: str) -> None:
@@ -75,18 +90,18 @@ def release(kube_cluster, tmp_path_factory):
     )  # fmt: skip
     kubelet = kubelet_thread.start()
     moto = ch.start_moto(work)
+    idp = oidc.OIDCProvider.start(work)
+    for user, groups in IDENTITIES.items():
+        idp.set_user(user, preferred_username=user, groups=groups)
     helm = ch.make_helm(helm_path, kube_cluster.kubeconfig, work / "helm-home")
     chart = ch.relaxed_chart(work)
-    sets = ch.install_values(moto, onboarding)
-    rel = ch.Release(kube_cluster, kubelet, helm, chart, sets, ch.load_values()["auth"]["dev"]["password"])
+    args = ch.install_args(moto, onboarding, idp.issuer, idp.client_secret, work)
+    rel = ch.Release(kube_cluster, kubelet, helm, chart, args, idp)
     rel.moto = moto
     rel.onboarding = onboarding
     try:
         start = time.monotonic()
-        args = ["install", ch.RELEASE, str(chart), "-n", ch.NAMESPACE, "-f", str(ch.VALUES), "--timeout", "120s"]
-        for s in sets:
-            args += ["--set", s]
-        helm(*args)
+        helm("install", ch.RELEASE, str(chart), "-n", ch.NAMESPACE, *args, "--timeout", "120s")
         rel.wait_available()
         rel.wait_routes()
         rel.install_seconds = time.monotonic() - start
@@ -97,6 +112,7 @@ def release(kube_cluster, tmp_path_factory):
             helm("uninstall", ch.RELEASE, "-n", ch.NAMESPACE, "--timeout", "120s", check=False)
         kubelet_thread.stop()
         moto.stop()
+        idp.stop()
 
 
 def test_chart_pods_run(release):
@@ -116,11 +132,11 @@ def journey_facts(release):
     target = journey.Target(
         name="chart",
         url=release.url,
-        password=release.password,
+        login=oidc.journey_login(release.url),
         home_dir=lambda user: release.kubelet.pvc_root / ch.NAMESPACE / f"claim-{user}",
         onboarding_files=("guides/Data-access.md",),
-        # the chart's AWS provider scopes with session policies, which moto does not evaluate
-        enforces_isolation=False,
+        # cloud.providers [local-aws]: a role per person, so moto refuses bob's prefix to alice
+        enforces_isolation=True,
     )
     try:
         facts = journey.run(target)
@@ -139,12 +155,48 @@ def test_journey(release, journey_facts):
     assert alice[0]["spec"]["serviceAccountName"] == f"{ch.RELEASE}-singleuser"
 
 
+def test_oidc_groups_arrive_as_hub_groups(release, journey_facts):
+    """The provider's groups claim became JupyterHub groups at login; adminGroups made alice an admin."""
+    from urllib.parse import urlparse
+
+    login = oidc.start_login(release.url)
+    assert urlparse(login.authorize_url).netloc == urlparse(release.idp.issuer).netloc  # by discovery
+    alice = journey_facts["alice"]
+    model = alice.api("GET", "/users/alice").json()
+    assert sorted(model["groups"]) == sorted(IDENTITIES["alice"]) and model["admin"] is True, model
+    model = alice.api("GET", "/users/bob").json()
+    assert model["groups"] == ["data-team"] and model["admin"] is False, model
+    assert alice.api("GET", "/groups/analysts").json()["users"] == ["alice"]
+
+
+def test_identity_outside_allowed_groups_cannot_log_in(release, journey_facts):
+    login = oidc.authorize(oidc.start_login(release.url), "mallory")
+    r = oidc.finish(login)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    assert login.session.get(f"{release.url}/hub/home", allow_redirects=False, timeout=30).status_code == 302  # to the login
+    assert journey_facts["alice"].api("GET", "/users/mallory").status_code == 404  # nobody was created
+
+
+def test_group_grant_opens_the_shared_prefix_to_members_only(release, journey_facts):
+    """analysts' grant (broker.grants.groups): alice (a member) reads and writes it, bob's kernel is refused."""
+    from tests.helpers import journey
+
+    target = journey.Target(name="chart", url=release.url, facts=journey_facts)
+    bob = journey_facts["bob"]
+    try:
+        out = journey.group_grant(target, journey_facts["alice"], bob, SHARED, kernel=journey_facts["kernel"])
+    finally:
+        if bob.api("GET", "/users/bob").json().get("servers"):
+            bob.stop_server("", timeout=120)
+    print(f"\ngroup grant: {journey_facts['seconds']['group_grant']}s; bob: {out['outsider'].strip()}")
+
+
 def test_schedules_survive_a_runs_pod_restart(release, journey_facts):
     """The runs service's state is on its PVC: a new pod (the ReplicaSet's replacement) has the schedules."""
     from tests.helpers import journey
 
     alice = journey_facts["alice"]
-    target = journey.Target(name="chart", url=release.url, password=release.password)
+    target = journey.Target(name="chart", url=release.url)
     body = {"notebook": journey.RUN_NOTEBOOK, "staged_input": journey.RUN_NOTEBOOK, "cron": "0 6 * * *", "parameters": {"n": 2}}
     r = journey.runs_api(target, alice, "POST", "/schedules", json=body)
     assert r.status_code == 201, r.text
@@ -174,10 +226,7 @@ def test_upgrade_keeps_the_running_server(release, journey_facts):
     hub_before = release.component_pod("hub")["metadata"]["uid"]
     runs_before = release.component_pod("runs")["metadata"]["uid"]
     proxy_before = release.component_pod("proxy")["metadata"]["uid"]
-    args = ["upgrade", ch.RELEASE, str(release.chart), "-n", ch.NAMESPACE, "-f", str(ch.VALUES), "--set", "hub.banner=Upgraded", "--timeout", "120s"]
-    for s in release.sets:
-        args += ["--set", s]
-    release.helm(*args)
+    release.helm("upgrade", ch.RELEASE, str(release.chart), "-n", ch.NAMESPACE, *release.args, "--set", "hub.banner=Upgraded", "--timeout", "120s")
     # the hub restarts (its config changed); the user's pod is the same one and still serves
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
