@@ -241,17 +241,22 @@ for what, call in (
 """
 
 
-def group_grant(target: Target, member: HubClient, outsider: HubClient, prefix: str, kernel: str | None = None) -> dict:
-    """A group's grant (``broker.grants.groups``) opens ``prefix`` to a member's kernel, not an outsider's.
+def group_grant(target: Target, member: HubClient, outsider: HubClient, key: str, write: bool = True, kernel: str | None = None) -> dict:
+    """A group's grant opens the object ``key`` under its shared prefix to a member's kernel, not an outsider's.
 
-    The member writes and reads ``<prefix>journey/<member>.txt`` from a kernel of their
-    running server (``kernel``, or a new one); the outsider's server (started here if it is
-    not running) gets AccessDenied for both, with the real boto3 and the broker's credentials.
+    With ``write`` (a read-write grant) the member writes ``key`` and reads it back; without
+    (a read-only grant, ``key`` already there) the member reads it and is refused the write.
+    The member runs in a kernel of their running server (``kernel``, or a new one); the
+    outsider's server (started here if it is not running) gets AccessDenied for both, with
+    the real boto3 and the broker's credentials.
     """
     t = time.monotonic()
-    key = f"{prefix}journey/{member.name}.txt"
     out = member.execute(GROUP_CELL.format(key=key, user=member.name), kernel or member.start_kernel(), timeout=120).check().stdout
-    assert "write: ok" in out and f"read: written by {member.name}" in out, out
+    if write:
+        assert "write: ok" in out and f"read: written by {member.name}" in out, out
+    else:
+        assert "write: AccessDenied" in out and "read: " in out, out
+        assert not any(f"read: {code}" in out for code in ("AccessDenied", "NoSuchKey")), out
     servers = outsider.api("GET", f"/users/{outsider.name}").json().get("servers") or {}
     if not (servers.get("") or {}).get("ready"):
         outsider.start_server("", {}, timeout=target.spawn_timeout)

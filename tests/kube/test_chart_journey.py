@@ -184,7 +184,7 @@ def test_group_grant_opens_the_shared_prefix_to_members_only(release, journey_fa
     target = journey.Target(name="chart", url=release.url, facts=journey_facts)
     bob = journey_facts["bob"]
     try:
-        out = journey.group_grant(target, journey_facts["alice"], bob, SHARED, kernel=journey_facts["kernel"])
+        out = journey.group_grant(target, journey_facts["alice"], bob, SHARED + "journey/alice.txt", kernel=journey_facts["kernel"])
     finally:
         if bob.api("GET", "/users/bob").json().get("servers"):
             bob.stop_server("", timeout=120)
