@@ -92,13 +92,16 @@ def main(argv=None) -> int:
 
 
 def singleuser_main(argv=None) -> None:
-    """``labdeck-singleuser``: onboarding, then ``exec jupyterhub-singleuser`` with the same arguments."""
+    """``labdeck-singleuser``: onboarding, then ``exec labdeck-server`` (``jupyterhub-singleuser`` without
+    the wasted imports; ``jupyterhub-singleuser`` itself where it is missing) with the same arguments."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         main([])
     except OSError as e:  # a read-only or full home must not keep the server from starting
         print(f"labdeck: onboarding skipped: {e}", file=sys.stderr)
-    exe = shutil.which("jupyterhub-singleuser") or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
+    # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
+    exe = next((e for e in (shutil.which(n) for n in ("labdeck-server", "jupyterhub-singleuser")) if e), None)
+    exe = exe or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
     os.execv(exe, [exe, *argv])
 
 
