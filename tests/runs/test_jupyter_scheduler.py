@@ -95,6 +95,8 @@ def test_job_survives_its_authors_server_and_downloads(platform, servers):
     assert "job says 42" in (home / files["html"]).read_text()
     assert "print('job says'" in (home / files["input"]).read_text()
     assert files["ipynb"].startswith("jobs/")
+    # no second job database next to the runs service (jupyter-scheduler's default is a sqlite file here)
+    assert not list(home.glob(".local/share/jupyter/scheduler*.sqlite"))
 
     # batch delete forgets the record; the immutable output stays in S3
     r = sched(alice, "DELETE", "batch/jobs", params={"job_id": job_id})
