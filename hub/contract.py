@@ -63,6 +63,16 @@ BROKER_GCP_TOKEN_ROUTE = "gcp/token"
 #: runs service API, relative to its prefix
 RUNS_API_ROUTE = "api/runs"
 SCHEDULES_API_ROUTE = "api/schedules"
+#: a run executes in the owner's named server ``run-<run id>`` (labdeck.runs.records.Run.server_name)
+RUN_SERVER_PREFIX = "run-"
+
+
+def is_run_server(server_name: str) -> bool:
+    """True for the name of a run's server: ``run-`` + a 12-hex-digit run id."""
+    rest = server_name[len(RUN_SERVER_PREFIX) :] if server_name.startswith(RUN_SERVER_PREFIX) else ""
+    return len(rest) == 12 and all(ch in "0123456789abcdef" for ch in rest)
+
+
 #: viewer routes, relative to its prefix
 VIEWER_SHARES_API_ROUTE = "api/shares"
 VIEWER_SHARE_ROUTE = "s"

@@ -8,6 +8,8 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from labdeck.hub import contract
+
 from .paths import iso
 
 QUEUED, STARTING, RUNNING = "queued", "starting", "running"
@@ -80,7 +82,7 @@ class Run:
 
     @property
     def server_name(self) -> str:
-        return f"run-{self.id}"
+        return f"{contract.RUN_SERVER_PREFIX}{self.id}"
 
     @property
     def output_url(self) -> str:

@@ -90,6 +90,13 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
             if e.status != 404:
                 raise
 
+    async def start(self):
+        if contract.is_run_server(self.name):
+            # a run's server needs no home volume of its own (input and output are in S3)
+            self.storage_pvc_ensure = False
+            self.volumes = objects.ephemeral_home(list(self.volumes))
+        return await super().start()
+
     async def stop(self, now=False):
         await super().stop(now=now)
         await self._labdeck_delete_secret()

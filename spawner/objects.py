@@ -107,3 +107,18 @@ def container_security_context() -> dict:
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def ephemeral_home(volumes: list[dict]) -> list[dict]:
+    """``volumes`` with every PersistentVolumeClaim replaced by an ``emptyDir`` of the same name.
+
+    A run's server reads its input from and writes its output to S3; giving it
+    the person's home claim would need a PVC per run (claims are per server)
+    and leave one behind for every run.
+    """
+    out = []
+    for volume in volumes:
+        if "persistentVolumeClaim" in volume:
+            volume = {"name": volume["name"], "emptyDir": {}}
+        out.append(dict(volume))
+    return out

@@ -220,3 +220,19 @@ async def test_admin_onboarding_dir_reaches_the_pod(make_spawner, tmp_path):
     assert (home / "Welcome.ipynb").is_file()
     assert (home / "guides" / "Data.ipynb").read_text() == "{}"
     assert str(admin) in env["LABDECK_ONBOARDING_DIRS"] and default_onboarding_dir() not in env["LABDECK_ONBOARDING_DIRS"]
+
+
+def test_a_runs_server_gets_an_ephemeral_home_and_no_claim():
+    from labdeck.hub import contract
+    from labdeck.runs.records import Run
+
+    home = {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
+    other = {"name": "data", "configMap": {"name": "x"}}
+    assert objects.ephemeral_home([home, other]) == [{"name": "home", "emptyDir": {}}, other]
+    assert home["persistentVolumeClaim"] == {"claimName": "{pvc_name}"}  # the input is not modified
+    run = Run.__new__(Run)
+    run.id = "0123456789ab"
+    assert run.server_name == "run-0123456789ab" and contract.is_run_server(run.server_name)
+    for name in ("", "run-", "run-XYZ", "run-0123456789abc", "laptop", "myrun-0123456789ab"):
+        assert not contract.is_run_server(name), name
+
