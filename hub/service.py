@@ -202,3 +202,23 @@ class TokenAuthMixin:
     def get_current_user(self):
         self.api_token(required=False)
         return super().get_current_user()
+
+
+def json_body(request, allowed=None) -> dict:
+    """The JSON object in a tornado ``request``'s body (empty body: ``{}``).
+
+    Raises ``HTTPError(400)`` with a message for the caller when the body is not
+    JSON, not an object, or (with ``allowed``) names a field outside ``allowed``.
+    """
+    import json
+
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        raise web.HTTPError(400, "The request body must be JSON") from None
+    if not isinstance(data, dict):
+        raise web.HTTPError(400, "The request body must be a JSON object")
+    unknown = set(data) - set(allowed) if allowed is not None else set()
+    if unknown:
+        raise web.HTTPError(400, f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+    return data

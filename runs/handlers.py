@@ -15,7 +15,7 @@ import json
 from jupyterhub.services.auth import HubAuthenticated
 from tornado import web
 
-from labdeck.hub.service import JSONErrorsMixin, TokenAuthMixin
+from labdeck.hub.service import JSONErrorsMixin, TokenAuthMixin, json_body
 from . import cron as cronlib
 from .params import InvalidParameters, validate_parameters
 from .paths import InvalidPath, is_run_id, validate_notebook_path
@@ -72,16 +72,7 @@ class APIHandler(TokenAuthMixin, JSONErrorsMixin, HubAuthenticated, web.RequestH
         return bool(self.current_user.get("admin"))
 
     def body(self, allowed: set) -> dict:
-        try:
-            data = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "Body must be JSON") from None
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "Body must be a JSON object")
-        unknown = set(data) - allowed
-        if unknown:
-            raise web.HTTPError(400, f"Unknown field(s): {', '.join(sorted(unknown))}")
-        return data
+        return json_body(self.request, allowed)
 
     def common(self, data: dict) -> tuple:
         try:

@@ -33,6 +33,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from labdeck.hub.service import json_body
+
 from .paths import InvalidPath, home_prefix, utc_stamp, validate_notebook_path
 
 SNAPSHOT_DIR = "shares"
@@ -121,15 +123,7 @@ class SharesHandler(APIHandler):
 
     @web.authenticated
     async def post(self):
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The request body must be JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object")
-        unknown = set(body) - _FIELDS
-        if unknown:
-            raise web.HTTPError(400, f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+        body = json_body(self.request, _FIELDS)
         rel, data = self.notebook(body.get("path"))
         key = await self.snapshot(rel, data)
         request = {k: v for k, v in body.items() if k != "path"}
