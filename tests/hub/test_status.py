@@ -51,7 +51,7 @@ def test_figures_and_render(tmp_path):
     assert f["upstream_errors"] == {"gcp timeout": 1}
     assert f["runs"] == {"succeeded": 4, "failed": 1, **({"timed_out": 0} if "timed_out" in f["runs"] else {})}
     assert (f["runs_running"], f["runs_queued"], f["schedules"], f["schedules_overdue"]) == (1, 2, {"enabled": 3}, 0)
-    assert f["shares"] == {"group": 0, "user": 0} and f["share_views"] == {"ok": 1, "denied": 1}
+    assert f["shares"] == {"everyone": 0, "group": 0, "user": 0} and f["share_views"] == {"ok": 1, "denied": 1}
 
     st = status.Status("/s", "http://127.0.0.1:8000", [status.Component("hub", 12, True, "ok"), status.Component("runs", None, False, "down")], ["alice", "bob/run-1"], f, {"viewer": "HTTP 403"})
     text = status.render(st)
