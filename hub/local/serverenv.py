@@ -57,6 +57,11 @@ def _python_version(python: str) -> tuple[int, int] | None:
         return None
 
 
+def reachable_python(version: tuple[int, int]) -> str | None:
+    """A Python of ``version`` every user can run: this one, or the system's (same ABI), or None."""
+    return next((c for c in candidates(version) if os.path.exists(c) and reachable_by_others(c) and _python_version(c) == version), None)
+
+
 def ensure_server_env(target: Path, prefix: str = sys.prefix, error=RuntimeError) -> str:
     """The ``bin`` directory user servers run from (see the module docstring)."""
     site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
@@ -70,7 +75,7 @@ def ensure_server_env(target: Path, prefix: str = sys.prefix, error=RuntimeError
                 "or set LABDECK_OS_USERS=0 (servers then run as root, not isolated)"
             )
     version = sys.version_info[:2]
-    base = next((c for c in candidates(version) if os.path.exists(c) and reachable_by_others(c) and _python_version(c) == version), None)
+    base = reachable_python(version)
     if base is None:
         raise error(
             f"OS users cannot run this Python ({os.path.realpath(sys.executable)}: a directory above it is private) and no "
@@ -114,12 +119,17 @@ def _build(target: Path, base: str, prefix: str, site: list[str]) -> None:
         src = Path(prefix, name)
         if src.exists() and not (target / name).exists():
             (target / name).symlink_to(src)
-    old_python = os.path.join(prefix, "bin", "python")
-    new_python = str(target / "bin" / "python")
-    for entry in sorted(Path(prefix, "bin").iterdir()):
-        if entry.name.startswith(("python", "activate", "Activate", "pip")) or (target / "bin" / entry.name).exists():
+    repoint_scripts(Path(prefix, "bin"), target / "bin", os.path.join(prefix, "bin", "python"), str(target / "bin" / "python"))
+
+
+def repoint_scripts(src_bin: Path, dst_bin: Path, old_python: str, new_python: str, place=None) -> None:
+    """Fill ``dst_bin`` with ``src_bin``'s commands: scripts whose ``#!`` names ``old_python`` are
+    rewritten to ``new_python``; other files are placed by ``place(src, dst)`` (default: a symlink).
+    The interpreter, pip and activation scripts are left out (``dst_bin`` has its own)."""
+    for entry in sorted(src_bin.iterdir()):
+        if entry.name.startswith(("python", "activate", "Activate", "pip")) or (dst_bin / entry.name).exists():
             continue
-        dest = target / "bin" / entry.name
+        dest = dst_bin / entry.name
         try:
             head = entry.read_bytes()[:200_000] if entry.is_file() and entry.stat().st_size < 200_000 else b""
         except OSError:
@@ -128,4 +138,7 @@ def _build(target: Path, base: str, prefix: str, site: list[str]) -> None:
             dest.write_bytes(head.replace(old_python.encode(), new_python.encode()))
             os.chmod(dest, 0o755)
         elif entry.is_file():
-            dest.symlink_to(entry.resolve())
+            if place is None:
+                dest.symlink_to(entry.resolve())
+            else:
+                place(str(entry.resolve()), dest)
