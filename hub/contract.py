@@ -39,6 +39,8 @@ PROXY_HTTP_PORT = 8000
 SERVICE_PORTS = {BROKER: 8090, RUNS: 8095, VIEWER: 8096}
 #: where a user server listens inside its pod
 SINGLEUSER_PORT = 8888
+#: where a warm pod's agent waits for its one claim (labdeck.spawner.podagent; the hub only)
+WARM_CLAIM_PORT = 8889
 
 # ---------------------------------------------------------------- routes
 HEALTH_ROUTE = "health"
@@ -90,6 +92,9 @@ HOME_PREFIX = "home/"
 
 #: where the home volume is mounted in a Kubernetes user pod
 KUBE_HOME = "/home/jovyan"
+#: warm pods (singleuser.warmPool): where the shared homes volume is mounted; each
+#: person's home is a 0700 directory in it, owned by their own uid
+KUBE_WARM_HOMES = "/home"
 
 # ---------------------------------------------------------------- environment
 #: set in every user server by the spawner
