@@ -260,6 +260,7 @@ def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
         env["PATH"] = b["path"]
     ks.environment = env
     ks.working_dir = home
+    update_warm_pool(c, v, mode)
     if v("singleuser.storage.type", "dynamic") == "dynamic":
         ks.storage_pvc_ensure = True
         ks.pvc_name_template = "claim-{user_server}"
@@ -269,6 +270,32 @@ def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
             ks.storage_class = storage_class
         ks.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
         ks.volume_mounts = [{"name": "home", "mountPath": home}]
+
+
+def update_warm_pool(c: Config, v: Values, mode: Mode) -> None:
+    """``singleuser.warmPool``: warm pods (Kubernetes only, :data:`labdeck.hub.modes.MODE_TABLE` says why)."""
+    names = mode.backend_settings.get("names") or {}
+    enabled = bool(v("singleuser.warmPool.enabled", False))
+    size = v("singleuser.warmPool.size", 2)
+    uid_base = v("singleuser.warmPool.uidBase", 100000)
+    claim = v("singleuser.warmPool.homes.existingClaim", "") or names.get("homes", "")
+    v("singleuser.warmPool.homes.storageClass", "")  # the chart's PVC (templates/singleuser/homes-pvc.yaml)
+    v("singleuser.warmPool.homes.capacity", "100Gi")
+    if not enabled:
+        return
+    if not claim:
+        raise ValuesError("singleuser.warmPool.enabled needs a homes volume: singleuser.warmPool.homes.existingClaim (the chart creates one)")
+    key = mode.secrets.get("homes_key", "")
+    if not key:
+        raise ValuesError("singleuser.warmPool.enabled needs the homes key (singleuser.homes-key of the hub Secret, which the chart generates)")
+    ks = c.LabdeckKubeSpawner
+    ks.warm_pool_enabled = True
+    ks.warm_pool_size = size
+    ks.warm_uid_base = uid_base
+    ks.warm_homes_claim = claim
+    ks.warm_homes_key = key
+    if names.get("singleuser"):
+        ks.warm_pod_prefix = f"{names['singleuser']}-warm"
 
 
 def update_performance(c: Config, v: Values, mode: Mode) -> None:

@@ -27,6 +27,11 @@ MODE_TABLE: dict[str, str] = {
     "JupyterHub.tornado_settings": "TLS: with LABDECK_TLS_* the embedded default's proxy serves HTTPS itself, so the hub adds HSTS and secure cookies (on Kubernetes TLS ends before the proxy Service)",
     "JupyterHub.template_vars": "backend: local servers without OS users are not isolated, and every page says so",
     "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",
+    "LabdeckKubeSpawner.*": (
+        "backend: warm pods (singleuser.warmPool) exist only on Kubernetes, where a pod's volumes are fixed at creation "
+        "and so need a shared homes volume and a uid per person; the embedded default always has its own warm pool "
+        "(forked servers, LabdeckLocalProcessSpawner.warm_pool_size), whose homes are directories of one machine"
+    ),
     "Spawner.cmd": "backend: a pod runs labdeck-singleuser (onboarding inside the pod); locally the hub copies the welcome files",
     "Spawner.args": "backend: server options name the environment's prefix (this venv locally, the image's /usr/local on Kubernetes)",
     # -- addresses
@@ -164,6 +169,8 @@ CHART_SECRETS = {
     f"{contract.RUNS}.api-token": f"{contract.RUNS}_token",
     f"{contract.VIEWER}.api-token": f"{contract.VIEWER}_token",
     f"{contract.METRICS}.api-token": f"{contract.METRICS}_token",
+    # singleuser.warmPool: the key naming homes on the shared volume (LabdeckKubeSpawner.warm_homes_key)
+    "singleuser.homes-key": "homes_key",
 }
 
 

@@ -374,3 +374,36 @@ def test_ingress_tls(render):
     assert [r["host"] for r in ing["spec"]["rules"]] == ["labdeck.example.com", "data.example.com"]
     assert ing["spec"]["tls"][0]["secretName"] == "labdeck-tls"
     assert ing["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/labdeck/"
+
+
+WARM = ["singleuser.warmPool.enabled=true"]
+
+
+def test_warm_pool_off_by_default_renders_nothing_of_it(render):
+    objs = render()
+    assert not [o for o in objs.of_kind("PersistentVolumeClaim") if o["metadata"]["name"].endswith("-homes")]
+    (rule,) = [r for r in objs.get("Role", "rel-labdeck-hub")["rules"] if "pods" in r["resources"]]
+    assert "patch" not in rule["verbs"]
+
+
+def test_warm_pool_renders_a_kept_rwx_homes_volume_a_hub_only_claim_port_and_the_patch_right(render):
+    objs = render(set_values=WARM)
+    pvc = objs.get("PersistentVolumeClaim", "rel-labdeck-homes")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    netpol = objs.get("NetworkPolicy", "rel-labdeck-singleuser")
+    assert netpol["spec"]["podSelector"]["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": ["singleuser-server", "singleuser-warm"]}
+    ]
+    claim_rule = [r for r in netpol["spec"]["ingress"] if r["ports"] == [{"port": 8889, "protocol": "TCP"}]]
+    assert len(claim_rule) == 1 and [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in claim_rule[0]["from"]] == ["hub"]
+    rules = objs.get("Role", "rel-labdeck-hub")["rules"]
+    assert {"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["patch"]} in rules
+    import yaml as _yaml
+
+    secret = objs.secret_data("rel-labdeck-hub")
+    assert len(secret["singleuser.homes-key"]) >= 32
+    names = _yaml.safe_load(secret["values.yaml"])["Names"]
+    assert names["homes"] == "rel-labdeck-homes"
+    # an existing claim: no PVC of the chart's, and none in the names
+    objs = render(set_values=[*WARM, "singleuser.warmPool.homes.existingClaim=shared-homes"])
+    assert not [o for o in objs.of_kind("PersistentVolumeClaim") if o["metadata"]["name"].endswith("-homes")]

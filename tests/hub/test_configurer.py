@@ -160,3 +160,28 @@ def test_supervisor_kube_settings_from_env_and_kubeconfig_for_the_hub_only(tmp_p
         Supervisor({**env, "LABDECK_KUBE_NAMESPACE": ""}).kube_settings()
     with pytest.raises(SupervisorError, match="'local' or 'kube'"):
         Supervisor({**env, "LABDECK_SPAWNER": "docker"}).kube_settings()
+
+
+def test_warm_pool_values_reach_the_kube_spawner_and_need_a_homes_volume_and_key():
+    import pytest
+
+    from labdeck.hub.modes import kube_mode
+    from labdeck.hub.values import ValuesError
+
+    names = {"hub": "r-hub", "proxy-api": "r-proxy-api", "broker": "r-broker", "singleuser": "r-singleuser", "homes": "r-homes"}
+    base = {"runs": {"enabled": False}, "viewer": {"enabled": False}}
+    mode = kube_mode(names, {"cookie_secret": "00" * 32, "proxy_token": "p", "broker_token": "b", "homes_key": "hk" * 20}, "ns")
+    off = configure(base, mode)
+    assert "warm_pool_enabled" not in off.LabdeckKubeSpawner
+    values = {**base, "singleuser": {"warmPool": {"enabled": True, "size": 4, "uidBase": 300000}}}
+    c = configure(values, mode).LabdeckKubeSpawner
+    assert (c.warm_pool_enabled, c.warm_pool_size, c.warm_uid_base, c.warm_homes_claim, c.warm_homes_key, c.warm_pod_prefix) == (
+        True, 4, 300000, "r-homes", "hk" * 20, "r-singleuser-warm")
+    existing = {**base, "singleuser": {"warmPool": {"enabled": True, "homes": {"existingClaim": "nfs-homes"}}}}
+    assert configure(existing, mode).LabdeckKubeSpawner.warm_homes_claim == "nfs-homes"
+    no_key = kube_mode(names, {"cookie_secret": "00" * 32, "proxy_token": "p", "broker_token": "b"}, "ns")
+    with pytest.raises(ValuesError, match="homes key"):
+        configure(values, no_key)
+    no_volume = kube_mode({k: v for k, v in names.items() if k != "homes"}, mode.secrets, "ns")
+    with pytest.raises(ValuesError, match="homes volume"):
+        configure(values, no_volume)

@@ -39,6 +39,7 @@
 {{- define "labdeck.viewer.fullname" -}}{{ include "labdeck.fullname" . }}-viewer{{- end -}}
 {{- define "labdeck.runs-db.fullname" -}}{{ include "labdeck.fullname" . }}-runs-db{{- end -}}
 {{- define "labdeck.viewer-db.fullname" -}}{{ include "labdeck.fullname" . }}-viewer-db{{- end -}}
+{{- define "labdeck.homes.fullname" -}}{{ include "labdeck.fullname" . }}-homes{{- end -}}
 {{- define "labdeck.singleuser.fullname" -}}{{ include "labdeck.fullname" . }}-singleuser{{- end -}}
 {{- define "labdeck.continuous-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-continuous-image-puller{{- end -}}
 {{- define "labdeck.hook-image-puller.fullname" -}}{{ include "labdeck.fullname" . }}-hook-image-puller{{- end -}}
@@ -66,5 +67,8 @@ runs: {{ include "labdeck.runs.fullname" . | quote }}
 viewer: {{ include "labdeck.viewer.fullname" . | quote }}
 {{- end }}
 singleuser: {{ include "labdeck.singleuser.fullname" . | quote }}
+{{- if and .Values.singleuser.warmPool.enabled (not .Values.singleuser.warmPool.homes.existingClaim) }}
+homes: {{ include "labdeck.homes.fullname" . | quote }}
+{{- end }}
 user-priority: {{ include "labdeck.user-priority.fullname" . | quote }}
 {{- end -}}
