@@ -21,14 +21,16 @@ from pathlib import Path
 
 #: what a team would install instead of labdeck (the versions labdeck itself runs)
 PINS = ["jupyterhub==6.1.1", "jupyterlab==4.6.6"]
+#: the same on Kubernetes: plus the KubeSpawner labdeck's chart runs (``bench/kube.py``; venv ``vanilla-kube-venv``)
+KUBE_PINS = [*PINS, "jupyterhub-kubespawner==7.1.0"]
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LABDECK_CACHE", Path.home() / ".cache" / "labdeck"))
 
 
-def venv_dir() -> Path:
-    return cache_dir() / "bench" / "vanilla-venv"
+def venv_dir(kube: bool = False) -> Path:
+    return cache_dir() / "bench" / ("vanilla-kube-venv" if kube else "vanilla-venv")
 
 
 def _base_python() -> str:
@@ -36,21 +38,21 @@ def _base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _stamp_data() -> dict:
-    return {"pins": PINS, "python": _base_python(), "version": sys.version.split()[0]}
+def _stamp_data(kube: bool = False) -> dict:
+    return {"pins": KUBE_PINS if kube else PINS, "python": _base_python(), "version": sys.version.split()[0]}
 
 
-def python() -> Path:
-    return venv_dir() / "bin" / "python"
+def python(kube: bool = False) -> Path:
+    return venv_dir(kube) / "bin" / "python"
 
 
-def ensure(quiet: bool = True) -> Path:
-    """Create (or rebuild) the vanilla venv if needed; return its ``bin`` directory."""
-    d = venv_dir()
+def ensure(quiet: bool = True, kube: bool = False) -> Path:
+    """Create (or rebuild) the vanilla venv if needed (``kube``: with KubeSpawner); return its ``bin`` directory."""
+    d = venv_dir(kube)
     stamp = d / ".labdeck-bench-stamp"
-    want = _stamp_data()
+    want = _stamp_data(kube)
     try:
-        if json.loads(stamp.read_text()) == want and python().exists():
+        if json.loads(stamp.read_text()) == want and python(kube).exists():
             return d / "bin"
     except (OSError, ValueError):
         pass
@@ -61,11 +63,11 @@ def ensure(quiet: bool = True) -> Path:
     q = ["--quiet"] if quiet else []
     # no constraints, no labdeck files: only what the pins pull in from the index
     env = {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PYTHONPATH")}
-    subprocess.run([str(python()), "-m", "pip", "install", *q, "--upgrade", "pip>=24"], check=True, env=env)
-    subprocess.run([str(python()), "-m", "pip", "install", *q, "--isolated", *PINS], check=True, env=env)
+    subprocess.run([str(python(kube)), "-m", "pip", "install", *q, "--upgrade", "pip>=24"], check=True, env=env)
+    subprocess.run([str(python(kube)), "-m", "pip", "install", *q, "--isolated", *want["pins"]], check=True, env=env)
     stamp.write_text(json.dumps(want))
     return d / "bin"
 
 
 if __name__ == "__main__":
-    print(ensure(quiet=False))
+    print(ensure(quiet=False, kube="--kube" in sys.argv))

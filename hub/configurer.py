@@ -296,6 +296,8 @@ def update_warm_pool(c: Config, v: Values, mode: Mode) -> None:
     ks.warm_homes_key = key
     if names.get("singleuser"):
         ks.warm_pod_prefix = f"{names['singleuser']}-warm"
+        # free warm pods go with the release (the hub Secret is helm's): helm uninstall leaves none
+        ks.warm_owner_secret = names["hub"]
 
 
 def update_performance(c: Config, v: Values, mode: Mode) -> None:

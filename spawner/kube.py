@@ -90,6 +90,17 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
         """,
     )
 
+    warm_owner_secret = Unicode(
+        "",
+        config=True,
+        help="""A Secret that owns free warm pods, so they are deleted with it (the chart: the hub Secret, i.e. on ``helm uninstall``).
+
+        A claim removes the owner: a person's server is never deleted with the release, as a cold pod is not.
+
+        .. versionadded:: 0.3
+        """,
+    )
+
     warm_pod_prefix = Unicode(
         "warm",
         config=True,
@@ -175,7 +186,13 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
             except RuntimeError:
                 return
             recipe = self._labdeck_default_recipe()
-            kubepool.pool_for(self.api, self.namespace, recipe, self.warm_pool_size, self._labdeck_pool_template(recipe), self.warm_pod_prefix, logger=self.log)
+            self._labdeck_pool(recipe, self.warm_pool_size)
+
+    def _labdeck_pool(self, recipe: warmpods.Recipe, size: int) -> kubepool.WarmPodPool:
+        return kubepool.pool_for(
+            self.api, self.namespace, recipe, size, self._labdeck_pool_template(recipe), self.warm_pod_prefix,
+            logger=self.log, owner_secret=self.warm_owner_secret,
+        )  # fmt: skip
 
     def _labdeck_warm(self) -> bool:
         return self.warm_pool_enabled and not contract.is_run_server(self.name)
@@ -240,7 +257,7 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
         recipe = self._labdeck_recipe()
         default = self._labdeck_default_recipe()
         size = self.warm_pool_size if recipe == default else 0
-        pool = kubepool.pool_for(self.api, self.namespace, recipe, size, self._labdeck_pool_template(recipe), self.warm_pod_prefix, logger=self.log)
+        pool = self._labdeck_pool(recipe, size)
         message = self.labdeck_claim_message()
         labels = self._build_pod_labels(self._expand_all(self.extra_labels))
         annotations = self._build_common_annotations(self._expand_all(self.extra_annotations))

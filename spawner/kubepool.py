@@ -51,8 +51,11 @@ class WarmClaimError(Exception):
 class WarmPodPool:
     """Warm pods of one recipe in one namespace."""
 
-    def __init__(self, api, namespace: str, recipe: warmpods.Recipe, size: int, template, prefix: str, logger=None):
-        """``template(name) -> pod dict`` builds a pod of this recipe (:func:`warmpods.make_pool_pod` with the hub's settings)."""
+    def __init__(self, api, namespace: str, recipe: warmpods.Recipe, size: int, template, prefix: str, logger=None, owner_secret: str = ""):
+        """``template(name) -> pod dict`` builds a pod of this recipe (:func:`warmpods.make_pool_pod` with the hub's settings);
+        free pods are owned by ``owner_secret`` (the release's hub Secret), so ``helm uninstall`` removes them."""
+        self.owner_secret = owner_secret
+        self._owner_uid = ""
         self.api = api
         self.namespace = namespace
         self.recipe = recipe
@@ -128,6 +131,10 @@ class WarmPodPool:
         name = f"{self.prefix}-{secrets.token_hex(4)}"
         key = secrets.token_urlsafe(32)
         pod = self.template(name)
+        if self.owner_secret:
+            if not self._owner_uid:
+                self._owner_uid = (await self.api.read_namespaced_secret(self.owner_secret, self.namespace)).metadata.uid
+            pod = warmpods.owned_by_secret(pod, self.owner_secret, self._owner_uid)
         labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != warmpods.LABEL_STATE}
         secret = warmpods.make_key_secret(name, key, labels)
         await self.api.create_namespaced_secret(self.namespace, secret)
@@ -270,12 +277,12 @@ class WarmPodPool:
 _POOLS: dict[tuple[str, str], WarmPodPool] = {}
 
 
-def pool_for(api, namespace: str, recipe: warmpods.Recipe, size: int, template, prefix: str, logger=None) -> WarmPodPool:
+def pool_for(api, namespace: str, recipe: warmpods.Recipe, size: int, template, prefix: str, logger=None, owner_secret: str = "") -> WarmPodPool:
     """The hub-wide pool of ``recipe`` in ``namespace`` (created on first use, started in the background)."""
     key = (namespace, recipe.id)
     pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[key] = WarmPodPool(api, namespace, recipe, size, template, prefix, logger=logger)
+        pool = _POOLS[key] = WarmPodPool(api, namespace, recipe, size, template, prefix, logger=logger, owner_secret=owner_secret)
     pool.size = size
     if size > 0:
         pool.ensure_started()

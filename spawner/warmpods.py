@@ -236,6 +236,12 @@ def owner_patch(pod_name: str, pod_uid: str) -> dict:
     return {"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid, "blockOwnerDeletion": False}]}}
 
 
+def owned_by_secret(pod: dict, name: str, uid: str) -> dict:
+    """``pod`` owned by the release's hub Secret: free warm pods go with the release (``helm uninstall``)."""
+    meta = {**pod["metadata"], "ownerReferences": [{"apiVersion": "v1", "kind": "Secret", "name": name, "uid": uid, "blockOwnerDeletion": False}]}
+    return {**pod, "metadata": meta}
+
+
 def claim_patch(labels: dict, annotations: dict, pool: str) -> list:
     """A JSON patch that claims a free warm pod for a person, or fails whole (422) if it is not free.
 
@@ -246,6 +252,8 @@ def claim_patch(labels: dict, annotations: dict, pool: str) -> list:
         {"op": "test", "path": "/metadata/labels/" + LABEL_STATE.replace("~", "~0").replace("/", "~1"), "value": READY},
         {"op": "replace", "path": "/metadata/labels", "value": {**labels, LABEL_POOL: pool, LABEL_STATE: CLAIMED}},
         {"op": "add", "path": "/metadata/annotations", "value": dict(annotations)},
+        # a claimed pod is the person's server: it no longer goes with the release, as a cold pod does not
+        {"op": "add", "path": "/metadata/ownerReferences", "value": []},
     ]
 
 

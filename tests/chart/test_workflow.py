@@ -23,3 +23,14 @@ def test_workflow_wiring():
     ci = yaml.safe_load((ROOT / "helm/examples/k3s-ci.yaml").read_text())
     assert ci["cloud"]["aws"]["endpointUrl"] == "http://moto:5000"
     assert "-t labdeck/hub:ci" in text and ci["hub"]["image"] == {"name": "labdeck/hub", "tag": "ci", "pullPolicy": "Never"}
+
+
+def test_workflow_measures_cold_and_warm_pods():
+    """Issue 27: the k3s run times spawns with cold pods, then with singleuser.warmPool on a ReadWriteMany homes claim."""
+    text = WORKFLOW.read_text()
+    py_compile.compile(str(ROOT / ".github/k3s/spawn_times.py"), doraise=True)
+    assert "--label cold" in text and "--label warm" in text and "singleuser.warmPool.enabled=true" in text
+    docs = list(yaml.safe_load_all((ROOT / ".github/k3s/homes.yaml").read_text()))
+    pv, pvc = docs
+    assert pv["spec"]["accessModes"] == pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert f"singleuser.warmPool.homes.existingClaim={pvc['metadata']['name']}" in text

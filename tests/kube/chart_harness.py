@@ -445,3 +445,83 @@ class Release:
 
 def load_values() -> dict:
     return yaml.safe_load(VALUES.read_text())
+
+
+def warm_pods(pod: dict) -> bool:
+    """The pods the kubelet runs with their security context (``run_as_user``): the warm pods of
+    ``singleuser.warmPool``, whose agent is root with SETUID/SETGID only and drops to a person's uid."""
+    return "labdeck.dev/warm-pool" in (pod.get("metadata", {}).get("labels") or {})
+
+
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def started_release(cluster, work: Path, identities: dict[str, list[str]], extra_args: list[str] = (), run_as_user=None,
+                    preflight_checks: bool = True):  # fmt: skip
+    """``helm install`` of the chart into ``cluster`` with every pod running, people at a real OIDC provider
+    (``identities``: sub → groups), moto as S3; yields a :class:`Release` (``.moto``, ``.onboarding``,
+    ``.install_seconds``) and uninstalls, stops the kubelet, moto and the provider at exit.
+
+    What ``tests/kube/test_chart_journey.py``'s fixture does, for other modules and ``bench/kube.py``:
+    ``extra_args`` are more helm arguments (``--set singleuser.warmPool.enabled=true``),
+    ``run_as_user`` the kubelet's (``warm_pods``: only the warm pods run as their security context says).
+    """
+    import asyncio
+
+    from tests.chart.chartlib import _helm_path
+    from tests.helpers import oidc
+    from tests.kube.image import ensure_image
+    from tests.kube.kubelet import KubeletThread, ProcessKubelet
+
+    helm_path, reason = _helm_path()
+    if helm_path is None:
+        raise RuntimeError(f"helm is missing: {reason}")
+    busy = ports_in_use()
+    if busy:
+        raise RuntimeError(f"ports {busy} are taken on this machine; the chart's hub/proxy/broker pods bind them on every address")
+    cluster.start_controller_manager()
+    asyncio.run(_create_namespace(str(cluster.kubeconfig), NAMESPACE))
+    allow_root = work / "jupyter-config"
+    allow_root.mkdir(parents=True, exist_ok=True)
+    (allow_root / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"allow_root": True}}))
+    os.chmod(allow_root, 0o755)
+    onboarding = work / "org-onboarding"
+    (onboarding / "guides").mkdir(parents=True, exist_ok=True)
+    (onboarding / "guides" / "Data-access.md").write_text("# Data access at Example Corp\n")
+    image = ensure_image()
+    moto = start_moto(work)
+    idp = oidc.OIDCProvider.start(work)
+    kubelet_thread = None
+    try:
+        for user, groups in identities.items():
+            idp.set_user(user, preferred_username=user, groups=groups)
+        helm = make_helm(helm_path, cluster.kubeconfig, work / "helm-home")
+        chart = relaxed_chart(work)
+        args = [*install_args(moto, onboarding, idp.issuer, idp.client_secret, work), *extra_args]
+        if preflight_checks:
+            preflight(cluster, image, helm, chart, args, work / "preflight", allow_root)
+        kubelet_thread = KubeletThread(ProcessKubelet(
+            str(cluster.kubeconfig), NAMESPACE, node_name="labdeck-chart-node", workdir=work / "kubelet",
+            default_commands={"ghcr.io/labdeck/hub": [], USER_IMAGE: []}, image_env=image_env(image, allow_root),
+            cluster_dns=True, service_account_tokens=True, probes=True, restarts=True, ip_prefix=IP_PREFIX,
+            run_as_user=run_as_user or False,
+        ))  # fmt: skip
+        kubelet = kubelet_thread.start()
+        rel = Release(cluster, kubelet, helm, chart, args, idp)
+        rel.moto, rel.onboarding = moto, onboarding
+        start = time.monotonic()
+        helm("install", RELEASE, str(chart), "-n", NAMESPACE, *args, "--timeout", "120s")
+        try:
+            rel.wait_available()
+            rel.wait_routes()
+            rel.install_seconds = time.monotonic() - start
+            yield rel
+        finally:
+            if helm("status", RELEASE, "-n", NAMESPACE, check=False).returncode == 0:
+                helm("uninstall", RELEASE, "-n", NAMESPACE, "--timeout", "120s", check=False)
+    finally:
+        if kubelet_thread is not None:
+            kubelet_thread.stop()
+        moto.stop()
+        idp.stop()

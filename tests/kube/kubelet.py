@@ -36,9 +36,11 @@ Opt-in, for running a whole chart (``tests/kube/chart_harness.py``):
 - ``restarts``: ``restartPolicy`` Always/OnFailure restart the process in place with a
   capped back-off (``restartCount`` counts), instead of failing the pod;
 - ``run_as_user`` (root, private mount namespaces): the process runs as the pod's
-  ``runAsUser``/``runAsGroup`` with ``fsGroup`` and ``supplementalGroups`` (``setpriv``
-  after the mounts); emptyDirs are 0777 as Kubernetes makes them. Without it every process
-  runs as the kubelet's user.
+  ``runAsUser``/``runAsGroup`` with ``fsGroup`` and ``supplementalGroups``, and the
+  container's ``capabilities`` (bounding set) and ``allowPrivilegeEscalation: false``
+  (``no_new_privs``), through ``setpriv`` after the mounts; emptyDirs are 0777 as Kubernetes
+  makes them. A callable (pod → bool) applies it to the pods it selects. Without it every
+  process runs as the kubelet's user.
 
 Not done: restarts unless ``restarts`` (a ReplicaSet would replace a failed pod), init containers and sidecars (only the first container runs),
 ``fsGroup`` ownership of volumes (Secret files stay the kubelet's, 0600), liveness/startup probes, resource limits, image
@@ -65,7 +67,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -145,7 +147,7 @@ class ProcessKubelet:
         service_account_tokens: bool = False,
         probes: bool = False,
         restarts: bool = False,
-        run_as_user: bool = False,
+        run_as_user: bool | Callable[[dict], bool] = False,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.restarts = restarts
@@ -556,7 +558,7 @@ class ProcessKubelet:
                     mounts.append(podspec.Mount(run.dir / "hosts", "/etc/hosts", True))
                 env = podspec.build_env(pod, container, lookup, base)
                 argv = podspec.build_argv(container, env, self.default_commands)
-                if self.run_as_user:
+                if self.run_as_user and (not callable(self.run_as_user) or self.run_as_user(pod)):
                     argv = [*podspec.run_as(pod, container), *argv]
                 break
             except podspec.PodSpecError as e:

@@ -337,7 +337,30 @@ def run_as(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
             raise PodSpecError(f"securityContext: unsupported uid/gid {v!r}")
     argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}"]
     argv.append(f"--groups={','.join(str(g) for g in dict.fromkeys(groups))}" if groups else "--clear-groups")
+    argv += capability_args(container.get("securityContext") or {})
     return [*argv, "--"]
+
+
+def capability_args(sc: Mapping[str, Any]) -> list[str]:
+    """``setpriv`` options for a container's ``capabilities`` and ``allowPrivilegeEscalation: false``, as a
+    container runtime applies them: the bounding set (``drop: [ALL]`` then ``add``), no inheritable or
+    ambient capabilities, ``no_new_privs``."""
+    out = []
+    caps = sc.get("capabilities") or {}
+    drop = [c.upper() for c in caps.get("drop") or []]
+    add = [c.upper() for c in caps.get("add") or []]
+    for c in (*drop, *add):
+        if c != "ALL" and not re.fullmatch(r"[A-Z_]+", c):
+            raise PodSpecError(f"securityContext: unsupported capability {c!r}")
+    if drop or add:
+        if "ALL" in drop:
+            bounding = ["-all", *(f"+{c.lower().removeprefix('cap_')}" for c in add)]
+        else:
+            bounding = [*(f"-{c.lower().removeprefix('cap_')}" for c in drop), *(f"+{c.lower().removeprefix('cap_')}" for c in add)]
+        out += ["--inh-caps=-all", f"--bounding-set={','.join(bounding)}"]
+    if sc.get("allowPrivilegeEscalation") is False:
+        out.append("--no-new-privs")
+    return out
 
 
 def mount_script(mounts: Sequence[Mount], working_dir: str | None) -> str:

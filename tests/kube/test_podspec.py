@@ -98,12 +98,23 @@ def test_volumes_items_and_modes(tmp_path: Path) -> None:
          ["setpriv", "--reuid=65534", "--regid=65534", "--groups=100,5", "--"]),
         ({"runAsUser": 0}, {}, ["setpriv", "--reuid=0", "--regid=0", "--clear-groups", "--"]),
         ({"fsGroup": 100}, {}, []),
+        # a warm pod's agent: root with SETUID/SETGID only, no_new_privs
+        ({}, {"runAsUser": 0, "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID"]}, "allowPrivilegeEscalation": False},
+         ["setpriv", "--reuid=0", "--regid=0", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all,+setuid,+setgid",
+          "--no-new-privs", "--"]),
+        ({"runAsUser": 1000}, {"capabilities": {"drop": ["NET_RAW"]}},
+         ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-net_raw", "--"]),
     ],
-    ids=["none", "pod", "container-over-pod", "root-explicit", "group-only"],
+    ids=["none", "pod", "container-over-pod", "root-explicit", "group-only", "warm-agent", "drop-one"],
 )
 def test_run_as_follows_security_context(pod_sc, container_sc, expect) -> None:
     pod = {"spec": {"securityContext": pod_sc}}
     assert podspec.run_as(pod, {"securityContext": container_sc}) == expect
+
+
+def test_run_as_refuses_a_capability_that_is_no_name() -> None:
+    with pytest.raises(podspec.PodSpecError, match="unsupported capability"):
+        podspec.run_as({"spec": {"securityContext": {"runAsUser": 0}}}, {"securityContext": {"capabilities": {"add": ["SYS_ADMIN,+all"]}}})
 
 
 @pytest.mark.parametrize("bad", ["1000", -1, True, 1.5])

@@ -87,7 +87,15 @@ def test_claim_patch_tests_the_pod_is_free_first():
         {"op": "test", "path": "/metadata/labels/labdeck.dev~1warm", "value": "ready"},
         {"op": "replace", "path": "/metadata/labels", "value": {**person, "labdeck.dev/warm-pool": "abc", "labdeck.dev/warm": "claimed"}},
         {"op": "add", "path": "/metadata/annotations", "value": {"hub.jupyter.org/username": "alice"}},
+        {"op": "add", "path": "/metadata/ownerReferences", "value": []},
     ]
+
+
+def test_free_pods_are_owned_by_the_release():
+    pod = warmpods.make_pool_pod("p", RECIPE, labels={}, homes_claim="h")
+    owned = warmpods.owned_by_secret(pod, "rel-hub", "u-1")
+    assert owned["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Secret", "name": "rel-hub", "uid": "u-1", "blockOwnerDeletion": False}]
+    assert "ownerReferences" not in pod["metadata"] and owned["spec"] == pod["spec"]
 
 
 def test_home_names_are_stable_private_and_distinct():

@@ -1,0 +1,48 @@
+"""Vanilla JupyterHub + KubeSpawner for ``bench/kube.py``: stock defaults, z2jh's storage default, nothing tuned.
+
+Started by ``bench/kube.py`` as ``python -m jupyterhub -f bench/vanilla_kube_config.py`` from the
+clean ``vanilla-kube-venv`` (``bench/vanilla_venv.py``: JupyterHub, JupyterLab and
+jupyterhub-kubespawner from PyPI and nothing else), as a local process talking to the kube
+harness's API server (``KUBECONFIG``), with everything it varies in the environment:
+
+- ``BENCH_VANILLA_DIR``, ``BENCH_VANILLA_PORT`` / ``_HUB_PORT`` / ``_API_PORT``, ``BENCH_VANILLA_PASSWORD``,
+  ``BENCH_CHP``: as ``bench/vanilla_config.py``;
+- ``BENCH_VANILLA_NAMESPACE``: the namespace of its user pods (its own process kubelet runs them);
+- ``BENCH_VANILLA_IMAGE``: the user image (the kubelet maps it to this vanilla venv).
+
+Only what it needs to run here, plus one choice to compare like with like: a home PVC per
+user (``claim-{username}`` at ``/home/jovyan``), z2jh's default ``singleuser.storage.type:
+dynamic``, as labdeck's chart has. Timeouts, limits and server arguments stay KubeSpawner's
+and JupyterHub's defaults, except ``start_timeout = 300`` (z2jh's ``singleuser.startTimeout``).
+"""
+
+import os
+
+d = os.environ["BENCH_VANILLA_DIR"]
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_PORT']}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_HUB_PORT']}"
+c.JupyterHub.db_url = f"sqlite:///{d}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{d}/cookie_secret"
+c.JupyterHub.pid_file = f"{d}/hub.pid"
+c.JupyterHub.default_url = "/hub/home"
+
+c.ConfigurableHTTPProxy.command = [os.environ["BENCH_CHP"]]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_API_PORT']}"
+
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = os.environ["BENCH_VANILLA_PASSWORD"]
+
+c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+c.KubeSpawner.namespace = os.environ["BENCH_VANILLA_NAMESPACE"]
+c.KubeSpawner.image = os.environ["BENCH_VANILLA_IMAGE"]
+# the hub runs outside the cluster: pods reach it on loopback (they share this machine's network)
+c.KubeSpawner.hub_connect_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_HUB_PORT']}"
+c.KubeSpawner.start_timeout = 300
+c.KubeSpawner.default_url = "/lab"
+c.KubeSpawner.storage_pvc_ensure = True
+c.KubeSpawner.pvc_name_template = "claim-{user_server}"
+c.KubeSpawner.storage_capacity = "1Gi"
+c.KubeSpawner.volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
+c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
