@@ -371,6 +371,10 @@ def main(argv=None) -> int:
     from tests.kube.cluster import LocalCluster, ensure_apiserver
 
     ensure_apiserver()
+    deadline = time.monotonic() + 1800
+    while ch.ports_in_use() and time.monotonic() < deadline:  # another chart harness on this machine: wait for it
+        print(f"waiting for ports {ch.ports_in_use()} (another chart harness is running)", flush=True)
+        time.sleep(15)
     info = machine()
     people = (f"k{i:03d}" for i in range(10_000))
     identities = {f"k{i:03d}": ["data-team"] for i in range(args.reps * 6 + args.storm * 3 + 10)}
