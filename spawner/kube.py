@@ -19,7 +19,7 @@ from traitlets import Bool, Integer, Unicode, default
 
 from labdeck.hub import contract
 
-from . import kubepool, objects, onboarding, profiles, warmpods
+from . import kubepool, objects, onboarding, profiles, readiness, warmpods
 from .mixin import LabdeckSpawnerMixin
 
 
@@ -28,6 +28,20 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
 
     labdeck_files_dir = "/etc/labdeck"
     _labdeck_files: dict | None = None
+
+    wait_ready_in_start = Bool(
+        True,
+        config=True,
+        help="""Return from ``start()`` only when the server answers on ``<prefix>api`` (as the local spawner does).
+
+        JupyterHub then sees the server ready at its first check instead of
+        after its polling back-off (up to 5 s between checks; ~2 s of a pod's
+        spawn in ``bench/kube.py``). Bounded by ``http_timeout``; a pod whose
+        container ended stops the wait at once.
+
+        .. versionadded:: 0.3
+        """,
+    )
 
     warm_pool_enabled = Bool(
         False,
@@ -249,8 +263,17 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
         return warmpods.claim_message(argv=[*self.cmd, *self.get_args()], env=env, home=home, uid=uid, gid=uid, files=self._labdeck_files or {})
 
     async def _start(self):
-        if not self._labdeck_warm():
-            return await super()._start()
+        url = await (self._labdeck_claim() if self._labdeck_warm() else super()._start())
+        if self.wait_ready_in_start and self.server is not None:
+            await readiness.wait_http(f"{url.rstrip('/')}{self.server.base_url}api", self.http_timeout, alive=self._labdeck_pod_alive)
+        return url
+
+    def _labdeck_pod_alive(self) -> bool:
+        pod = self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}") if self.pod_reflector else None
+        return pod is not None and not any("terminated" in (c.get("state") or {}) for c in pod["status"].get("containerStatuses") or [])
+
+    async def _labdeck_claim(self) -> str:
+        """A warm pod for this server: claimed from the pool (or started for this claim); its URL."""
         await self.load_user_options()
         waits = [self._start_watching_pods()] + ([self._start_watching_events()] if self.events_enabled else [])
         await asyncio.gather(*waits)
