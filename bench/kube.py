@@ -7,7 +7,8 @@ kube-controller-manager on 127.0.0.1, process kubelets that run pods as local pr
   installs it (hub, proxy, broker, runs, viewer in pods; OIDC login at a real provider; moto
   as S3); every spawn creates a pod, its Secret and (first time) its PVC;
 - ``labdeck-warm``: the same release after ``helm upgrade --set singleuser.warmPool.enabled=true``
-  (``singleuser.warmPool.size``, default 2): spawns claim warm pods;
+  (``singleuser.warmPool.size``, default 2): spawns claim warm pods; the storm runs once with
+  that pool and once with a pool as large as the storm (``labdeck-warm-<N>``);
 - ``vanilla``: JupyterHub + KubeSpawner from a clean venv (``bench/vanilla_venv.py --kube``,
   ``bench/vanilla_kube_config.py``), its hub a local process talking to the same API server,
   its pods in a namespace of their own with their own process kubelet, the image a clean
@@ -378,11 +379,13 @@ def main(argv=None) -> int:
         time.sleep(15)
     info = machine()
     people = (f"k{i:03d}" for i in range(10_000))
-    identities = {f"k{i:03d}": ["data-team"] for i in range(args.reps * 6 + args.storm * 3 + 10)}
+    identities = {f"k{i:03d}": ["data-team"] for i in range(args.reps * 6 + args.storm * 5 + 20)}  # every login below is a new person
     work = Path(tempfile.mkdtemp(prefix="bench-kube-", dir="/tmp"))
     os.chmod(work, 0o755)
     results: dict = {"machine": info, "reps": args.reps, "storm_size": args.storm, "pool": args.pool}
-    with LocalCluster() as cluster, ch.started_release(cluster, work / "release", identities, run_as_user=ch.warm_pods) as release:
+    # the chart's default hub.concurrentSpawnLimit (64; the harness's test values lower it to 10)
+    chart_args = ["--set", "hub.concurrentSpawnLimit=64"]
+    with LocalCluster() as cluster, ch.started_release(cluster, work / "release", identities, extra_args=chart_args, run_as_user=ch.warm_pods) as release:
         allow_root = work / "release" / "jupyter-config"
         vanilla = Vanilla(cluster, work, allow_root)
         labdeck = Labdeck(release, cluster, "labdeck")
@@ -412,6 +415,16 @@ def main(argv=None) -> int:
             wait_pool(release, args.pool)
             print(f"storm of {args.storm}: labdeck (warm pods, {args.pool} waiting)", flush=True)
             storms["labdeck-warm"] = storm(warm, args.storm, args.timeout, people)
+            # a pool as large as the storm: every person of it claims a waiting pod
+            release.helm("upgrade", ch.RELEASE, str(release.chart), "-n", ch.NAMESPACE, *release.args,
+                         "--set", "singleuser.warmPool.enabled=true", "--set", f"singleuser.warmPool.size={args.storm}", "--timeout", "120s")  # fmt: skip
+            time.sleep(2)
+            release.wait_available()
+            release.wait_routes()
+            first = warm.login(next(people))
+            wait_pool(release, args.storm, timeout=600)
+            print(f"storm of {args.storm}: labdeck (warm pods, {args.storm} waiting)", flush=True)
+            storms[f"labdeck-warm-{args.storm}"] = storm(warm, args.storm, args.timeout, people)
             del first
             warm.stop()
         finally:

@@ -261,8 +261,8 @@ class WarmPodPool:
                 # the agent's answers name a reason, never the claim's content
                 self.log.warning("warm pool: pod %s did not take its claim (%s %s); deleting it", name, status, answer[:80])
                 await self._delete(name)
-                if status == 0:
-                    continue  # it died or went away before answering: another pod
+                if status == 0 or status >= 500:
+                    continue  # that pod died, went away or failed (it is deleted): another pod
                 raise WarmClaimError(f"the warm pod refused the claim ({status} {answer[:80]})")
             finally:
                 self.claimed.discard(name)

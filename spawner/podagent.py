@@ -7,7 +7,8 @@ a home that is not its own; no ``CHOWN``/``FOWNER``: it cannot take one over).
 
 1. At start it checks the homes volume's root (owned by root, mode 1733: anyone may
    create a directory, nobody may list or remove another's; it sets that mode when
-   the root is its own and refuses to serve otherwise), reads its claim key (a file
+   the root is its own and refuses to serve otherwise), that the pod was never
+   claimed (labdeck's files directory is empty), reads its claim key (a file
    only uid 0 may read) and imports what ``jupyterhub-singleuser`` imports
    (:data:`labdeck.spawner.server.PREIMPORTS`).
 2. It serves ``GET /ready`` and ``POST /claim`` on the claim port, **one request at
@@ -68,6 +69,13 @@ def prepare_homes_root(homes: str) -> None:
         os.chmod(homes, warmpods.HOMES_MODE)
     if os.stat(homes).st_uid != 0:
         raise SystemExit(f"podagent: {homes} must be owned by root (a person owning it could list or remove every home)")
+
+
+def check_unused(files_dir: str) -> None:
+    """Serve only in a pod nobody used: labdeck's files are written at a claim, so any file here means one
+    happened (an agent started again in a claimed pod) - never offer that pod to anyone."""
+    if os.listdir(files_dir):
+        raise SystemExit(f"podagent: {files_dir} is not empty: this pod was claimed before; not serving")
 
 
 def bind_url(url: str, bind: str) -> str:
@@ -250,6 +258,7 @@ def main(argv=None) -> int:
     ap.add_argument("--min-uid", type=int, default=warmpods.MIN_UID)
     args = ap.parse_args(argv)
     prepare_homes_root(args.homes)
+    check_unused(args.files_dir)
     with open(args.key_file) as f:
         key = f.read().strip()
     from . import lazyimports, server

@@ -253,3 +253,15 @@ def test_a_home_that_is_a_link_is_never_followed(pod):
     r = post(pod, claim_for(pod))
     assert r.status_code == 500
     assert pod.proc.wait(30) == 1
+
+
+def test_an_agent_never_serves_in_a_pod_that_was_claimed(pod):
+    """An agent started again in a claimed pod (its files are there) refuses to serve at all."""
+    assert post(pod, claim_for(pod)).text == "OK"
+    report(pod)
+    r = subprocess.run(
+        [*SETPRIV, sys.executable, "-m", "labdeck.spawner.podagent", "--bind=127.0.0.1", f"--claim-port={free_port()}",
+         f"--homes={pod.homes}", f"--files-dir={pod.files}", f"--key-file={pod.keyfile}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1 and "was claimed before" in r.stderr, r.stderr
