@@ -34,7 +34,6 @@ from .providers.base import CredentialProvider, Identity, UpstreamError
 #: provider names usable in ``BrokerApp.providers`` → "module:Class" (imported on use)
 PROVIDER_CLASSES: dict[str, str] = {
     "aws": "labdeck.credentials.providers.aws:AWSProvider",
-    "local-aws": "labdeck.credentials.providers.local_aws:LocalAWSProvider",
     "gcp": "labdeck.credentials.providers.gcp:GCPProvider",
     "local-gcp": "labdeck.credentials.providers.local_gcp:LocalGCPProvider",
 }
@@ -59,7 +58,7 @@ class BrokerApp(LabdeckServiceApp):
 
     providers = List(
         Unicode(),
-        ["local-aws"],
+        ["aws"],
         config=True,
         help=f"""Credential providers to enable, by name.
 
