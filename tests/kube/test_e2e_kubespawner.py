@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,6 @@ from tests.helpers.platform import ROOT, start_platform
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
 
 IMAGE = "labdeck/singleuser:local"
-BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts" / "kube"
 #: RFC 1123 label (pod names are subdomains; KubeSpawner keeps them labels)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
