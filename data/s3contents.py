@@ -196,7 +196,7 @@ class S3ContentsManager(AsyncContentsManager):
         model = self._entry(place.path, info, place.writable)
         if type == "file" and model["type"] == "notebook":
             model.update(type="file", mimetype="application/json")
-        if not content:
+        if not content and not require_hash:
             return model
         if (info.get("size") or 0) > self.max_open_bytes:
             raise HTTPError(413, f"{path} is {info['size'] / 1e6:.0f} MB, too large to open here; "
@@ -204,6 +204,12 @@ class S3ContentsManager(AsyncContentsManager):
         fs = await self._s3()
         async with s3_call("read", self.url(place.key)):
             data = await fs._cat_file(self.full(place.key))
+        if require_hash:
+            import hashlib
+
+            model.update(hash=hashlib.sha256(data).hexdigest(), hash_algorithm="sha256")
+        if not content:
+            return model
         if model["type"] == "notebook":
             try:
                 nb = nbformat.reads(data.decode("utf-8"), as_version=4)
