@@ -38,8 +38,6 @@ from traitlets import Any, Integer, Unicode, default
 from . import s3paths
 from .s3errors import s3_call
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 class S3Checkpoints(AsyncGenericFileCheckpoints):
     """Checkpoints of S3 files as local files in a private folder (``~/.local/share/labdeck/s3-checkpoints``)."""
@@ -120,7 +118,8 @@ class S3ContentsManager(AsyncContentsManager):
         return f"{self.bucket}/{key}"
 
     def _base(self, path: str, kind: str, writable: bool, modified=None, size=None, mimetype=None) -> dict:
-        when = modified or EPOCH
+        # a folder is a key prefix with no time of its own: it is shown as current
+        when = modified or datetime.now(timezone.utc)
         return {"name": path.rsplit("/", 1)[-1], "path": path, "type": kind, "writable": writable,
                 "created": when, "last_modified": when, "size": size, "mimetype": mimetype,
                 "content": None, "format": None, "hash": None, "hash_algorithm": None}
@@ -146,8 +145,13 @@ class S3ContentsManager(AsyncContentsManager):
         entries: dict[str, dict] = {}
         if place.kind == s3paths.S3:
             fs = await self._s3()
-            async with s3_call("list", self.url(place.key + "/")):
-                found = await fs._ls(self.full(place.key), detail=True, refresh=True)
+            try:
+                async with s3_call("list", self.url(place.key + "/")):
+                    found = await fs._ls(self.full(place.key), detail=True, refresh=True)
+            except HTTPError as e:
+                if e.status_code != 404:
+                    raise
+                found = []  # a granted prefix with no objects yet (a new person's home) is an empty folder
             for info in found:
                 name = info["name"].rstrip("/").rsplit("/", 1)[-1]
                 if info["name"].rstrip("/") == self.full(place.key) or not name or name in hide:

@@ -161,3 +161,13 @@ def test_no_token_no_drive(alice):
 
     r = requests.get(f"{alice.server_url()}labdeck/s3/api/contents/home/alice", timeout=30, allow_redirects=False)
     assert r.status_code in (302, 403)
+
+
+
+def test_a_new_persons_empty_home_lists_as_an_empty_folder(platform, bob):
+    from .conftest import _client
+
+    carol = _client(platform, "carol")  # never wrote anything: her home prefix has no object
+    r = drive(carol, "GET", "home/carol")
+    assert r.status_code == 200 and r.json()["content"] == [] and r.json()["writable"] is True
+    assert drive(bob, "GET", "home/bob/never-written").status_code == 404
