@@ -28,6 +28,16 @@ def aws_ls(plat, url) -> str:
     return out.stdout
 
 
+def aws_cat(plat, url) -> str:
+    """``aws s3 cp <url> -`` as alice: the object's text."""
+    alice = HubClient(plat.url).login("alice", plat.password)
+    kernel = alice.start_kernel()
+    return alice.execute(
+        f"import subprocess; print(subprocess.run(['aws', 's3', 'cp', {url!r}, '-'], capture_output=True, text=True).stdout)",
+        kernel,
+    ).check().stdout
+
+
 def s3_item(page, name):
     return page.locator(f"#labdeck-s3 .jp-DirListing-item[title^='Name: {name}']").first
 
@@ -40,6 +50,9 @@ def open_sidebar(page, panel_id):
 
 
 def new_notebook(page):
+    """A new notebook in the home (the launcher creates it where the last-used file browser is)."""
+    open_sidebar(page, "filebrowser")
+    page.locator("#filebrowser .jp-DirListing-content").click()
     card = page.locator(".jp-LauncherCard[data-category='Notebook']").first
     if not card.is_visible():
         tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="Launcher")
@@ -103,17 +116,19 @@ def test_s3_drive_in_the_file_browser(browser, browser_platform, admin_api, arti
     cell.click()
     page.keyboard.insert_text("print('saved in S3')")
     page.keyboard.press("Control+s")
-    name = page.locator(".jp-Dialog input")
+    box, name = page.locator(".jp-Dialog input"), "Untitled.ipynb"
     try:
-        name.first.wait_for(state="visible", timeout=5_000)  # "Rename file" on the first save
-        name.first.fill("from-the-lab.ipynb")
+        box.first.wait_for(state="visible", timeout=5_000)  # "Rename file" on the first save
+        box.first.fill("from-the-lab.ipynb")
         page.locator(".jp-Dialog .jp-mod-accept").first.click()
+        name = "from-the-lab.ipynb"
     except Exception:  # noqa: BLE001 - this JupyterLab saves untitled files without asking
         pass
-    expect(page.locator("#labdeck-s3 .jp-DirListing-item[title*='.ipynb']").first).to_be_visible(timeout=30_000)
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+    expect(s3_item(page, name)).to_be_visible(timeout=30_000)
     shot(page, artifacts, "26-s3-drive-saved-notebook")
-    listing = aws_ls(plat, "s3://labdeck-data/home/alice/")
-    assert "from-the-lab.ipynb" in listing or "Untitled.ipynb" in listing, listing
+    assert name in aws_ls(plat, "s3://labdeck-data/home/alice/")
+    assert "saved in S3" in aws_cat(plat, f"s3://labdeck-data/home/alice/{name}")
 
     # bob's home by URL: refused, with the reason
     page.goto(f"{plat.url}/user/alice/lab/tree/S3:home/bob?reset")
