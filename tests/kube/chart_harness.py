@@ -118,7 +118,10 @@ def _preflight_pod(name: str, image: str, pod_sc: dict, sc: dict, volumes: list,
     }  # fmt: skip
 
 
-def preflight(cluster, image, helm, chart: Path, args: list[str], workdir: Path, allow_root_dir: Path, timeout: float = 120) -> dict[str, float]:
+def preflight(
+    cluster, image, helm, chart: Path, args: list[str], workdir: Path, allow_root_dir: Path, timeout: float = 120,
+    namespace: str = f"{NAMESPACE}-preflight",
+) -> dict[str, float]:
     """Before the release: every chart image's interpreter runs as the uid the chart gives it,
     with the chart's emptyDir mounts, in the harness image. Fails naming the pod, its uid and
     its output (a checkout hidden under an emptyDir at ``/tmp``, a Python under ``/root`` that
@@ -132,7 +135,7 @@ def preflight(cluster, image, helm, chart: Path, args: list[str], workdir: Path,
     values = load_values()
     su = values.get("singleuser") or {}
     pods = preflight_pods(manifests, su.get("uid", 1000), su.get("fsGid", 100))
-    ns = f"{NAMESPACE}-preflight"
+    ns = namespace
     asyncio.run(_create_namespace(str(cluster.kubeconfig), ns))
     thread = KubeletThread(ProcessKubelet(
         str(cluster.kubeconfig), ns, node_name="labdeck-preflight-node", workdir=workdir,

@@ -12,9 +12,10 @@ and the user image is this venv, and a venv is neither:
 
 :func:`ensure_image` builds an image root that has neither problem, in a cache outside
 ``/root`` and ``/tmp`` (``/var/cache/labdeck/harness-image`` as root; ``$LABDECK_IMAGE_CACHE``
-overrides): ``venv/`` is this venv with its interpreter re-pointed at a Python every user can
-run (the one that made the venv where it is reachable, else a copy of its installation in
-``python/``), its console scripts re-pointed, and its editable labdeck re-pointed at ``src/``,
+overrides): ``venv/`` is this venv with its interpreter re-pointed at the Python that made it,
+where every user can run it (itself where reachable, else a copy of its installation in
+``python/``: :func:`labdeck.hub.local.serverenv.portable_python`, as OS users' servers get),
+its console scripts re-pointed, and its editable labdeck re-pointed at ``src/``,
 a copy of labdeck's packages made at every build; ``node_modules/`` is the proxy image's.
 Files are hard links where the file system allows and the file is readable by everyone
 (copies otherwise), so a build takes seconds and little space. The heavy part is rebuilt when
@@ -34,12 +35,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from labdeck.hub.local.serverenv import reachable_python, repoint_scripts
+from labdeck.hub.local.serverenv import link_file, link_tree, portable_python, repoint_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 #: labdeck's import packages and the folders they live in (pyproject's package-dir)
 PACKAGES = ("hub", "spawner", "credentials", "runs", "emulators")
 STAMP = "labdeck-harness-image.json"
+#: bumped when the image's layout changes (older images are rebuilt)
+LAYOUT = "3"
 
 
 def cache_dir() -> Path:
@@ -51,61 +54,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labdeck" / "harness-image"
 
 
-def _readable_by_all(st: os.stat_result) -> bool:
-    return bool(st.st_mode & stat.S_IROTH) and (not stat.S_ISREG(st.st_mode) or not st.st_mode & stat.S_IXUSR or bool(st.st_mode & stat.S_IXOTH))
-
-
-def link_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
-    """Copy ``src`` to ``dst``: hard links for files everyone may read, copies (made readable) otherwise.
-
-    Symlinks inside the tree stay symlinks; one that points outside it is materialised
-    (its target may be private). Directories are 0755.
-    """
-    src = Path(src)
-    top = os.path.realpath(src)
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d)) not in skip]
-        out = dst / rel
-        out.mkdir(parents=True, exist_ok=True)
-        os.chmod(out, 0o755)
-        for name in [*filenames, *[d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]]:
-            s, d = os.path.join(dirpath, name), out / name
-            if os.path.lexists(d):
-                continue
-            if os.path.islink(s):
-                target = os.path.realpath(s)
-                if target == top or target.startswith(top + os.sep):
-                    os.symlink(os.readlink(s), d)
-                elif os.path.isdir(target):
-                    link_tree(Path(target), d)
-                elif os.path.exists(target):
-                    _link_file(target, d)
-                continue
-            _link_file(s, d)
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-
-
-def _link_file(s: str, d: Path) -> None:
-    st = os.stat(s)
-    if _readable_by_all(st):
-        try:
-            os.link(s, d)
-            return
-        except OSError:
-            pass  # another file system, or links not allowed: copy
-    shutil.copy2(s, d)
-    os.chmod(d, 0o755 if st.st_mode & stat.S_IXUSR else 0o644)
-
-
-def _base_python() -> tuple[str, str]:
-    """(the venv's interpreter, the installation it belongs to)."""
-    return os.path.realpath(sys._base_executable), os.path.realpath(sys.base_prefix)
-
-
 def _key(prefix: str) -> str:
     stamp = Path(prefix, ".labdeck-installed")
-    parts = [prefix, _base_python()[0], str(stamp.stat().st_mtime_ns) if stamp.exists() else "", Path(prefix, "pyvenv.cfg").read_text()]
+    parts = [LAYOUT, prefix, os.path.realpath(sys._base_executable), str(stamp.stat().st_mtime_ns) if stamp.exists() else "", Path(prefix, "pyvenv.cfg").read_text()]
     node = ROOT / "node_modules" / ".package-lock.json"
     parts.append(str(node.stat().st_mtime_ns) if node.exists() else "")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
@@ -119,14 +70,10 @@ class Image:
         self.bin = str(root / "venv" / "bin")
         self.python = str(root / "venv" / "bin" / "python")
         self.node_bin = str(root / "node_modules" / ".bin")
-        self.libdir = json.loads((root / STAMP).read_text()).get("libdir", "")
 
     def env(self, *bins: str) -> dict[str, str]:
-        """The image's ``ENV``: ``PATH`` with ``bins`` first (and the library path of a copied Python)."""
-        env = {"PATH": ":".join([*bins, "/usr/local/bin", "/usr/bin", "/bin"])}
-        if self.libdir:
-            env["LD_LIBRARY_PATH"] = self.libdir
-        return env
+        """The image's ``ENV``: ``PATH`` with ``bins`` first."""
+        return {"PATH": ":".join([*bins, "/usr/local/bin", "/usr/bin", "/bin"])}
 
 
 def ensure_image(prefix: str = sys.prefix) -> Image:
@@ -152,14 +99,9 @@ def _build(root: Path, prefix: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     os.chmod(tmp, 0o755)
-    exe, base_prefix = _base_python()
-    python = reachable_python(sys.version_info[:2])  # this one, or the system's of the same version
-    libdir = ""
-    if python is None:  # a copy of the whole installation: Python finds its library next to its executable
-        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-        link_tree(Path(base_prefix), tmp / "python", skip=(f"lib/python{version}/test", f"lib/python{version}/site-packages"))
-        python = str(root / "python" / os.path.relpath(exe, base_prefix))
-        libdir = str(root / "python" / "lib")  # a shared libpython's RUNPATH still names the private original
+    python = portable_python(tmp / "python")  # the very Python that made the venv, where every uid runs it
+    if python.startswith(str(tmp) + os.sep):
+        python = str(root / os.path.relpath(python, tmp))
     link_tree(Path(prefix), tmp / "venv", skip=("bin",))
     venv_bin = tmp / "venv" / "bin"
     venv_bin.mkdir()
@@ -170,7 +112,7 @@ def _build(root: Path, prefix: str) -> None:
     text = cfg.read_text()
     cfg.unlink()  # a hard link: never write through it into the checkout's venv
     cfg.write_text("".join(f"home = {os.path.dirname(python)}\n" if ln.startswith("home =") else ln + "\n" for ln in text.splitlines()))
-    repoint_scripts(Path(prefix, "bin"), venv_bin, os.path.join(prefix, "bin", "python"), str(root / "venv" / "bin" / "python"), place=_link_file)
+    repoint_scripts(Path(prefix, "bin"), venv_bin, os.path.join(prefix, "bin", "python"), str(root / "venv" / "bin" / "python"), place=link_file)
     site = Path(sysconfig.get_paths(vars={"base": str(tmp / "venv"), "platbase": str(tmp / "venv")})["purelib"])
     for f in site.glob("__pycache__/__editable__*labdeck*"):
         f.unlink()
@@ -181,7 +123,7 @@ def _build(root: Path, prefix: str) -> None:
     node = ROOT / "node_modules"
     if node.is_dir():
         link_tree(node, tmp / "node_modules")
-    (tmp / STAMP).write_text(json.dumps({"prefix": prefix, "python": python, "libdir": libdir}))
+    (tmp / STAMP).write_text(json.dumps({"prefix": prefix, "python": python}))
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)

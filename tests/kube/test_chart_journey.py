@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import pytest
@@ -24,6 +23,7 @@ import requests
 
 from tests.chart.chartlib import _helm_path
 from tests.helpers import oidc
+from tests.helpers.required import missing
 from tests.kube import chart_harness as ch
 from tests.kube.image import ensure_image
 from tests.kube.kubelet import KubeletThread, ProcessKubelet
@@ -45,7 +45,7 @@ SHARED = "shared/analysts/"
 def release(kube_cluster, tmp_path_factory):
     helm_path, reason = _helm_path()
     if helm_path is None:
-        pytest.skip(f"helm unavailable: {reason}")
+        missing("helm", reason)
     from tests.kube.kubelet import _pick_mount_mode
 
     if _pick_mount_mode("auto") != "unshare":
@@ -59,10 +59,8 @@ def release(kube_cluster, tmp_path_factory):
 
     try:
         kube_cluster.start_controller_manager()
-    except ClusterError as e:  # like kube_cluster: a skip with the build script's reason, unless required
-        if os.environ.get("LABDECK_KUBE_REQUIRE") == "1":
-            pytest.fail(f"kube-controller-manager unavailable: {e}")
-        pytest.skip(f"kube-controller-manager unavailable: {e}")
+    except ClusterError as e:  # like kube_cluster: a skip with the build script's reason, a failure in CI
+        missing("kube-controller-manager", e)
     asyncio.run(ch._create_namespace(str(kube_cluster.kubeconfig), ch.NAMESPACE))
     allow_root = work / "jupyter-config"
     allow_root.mkdir()
