@@ -26,8 +26,8 @@ from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
 from .cache import CredentialCache
-from .grants import GrantConfigError, resolve_grants, validate_grant_config
-from .handlers import CredentialsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
+from .grants import GrantConfigError, grants_view, resolve_grants, validate_grant_config
+from .handlers import CredentialsHandler, GrantsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
 from .metrics import BrokerMetrics
 from .providers.base import CredentialProvider, Identity, UpstreamError
 
@@ -191,6 +191,7 @@ class BrokerApp(LabdeckServiceApp):
             [
                 (prefix + r"health", HealthHandler),
                 (prefix + r"whoami", WhoAmIHandler),
+                (prefix + r"grants", GrantsHandler),
                 (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
                 (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
                 *self.base_handlers(),
@@ -294,6 +295,12 @@ class BrokerApp(LabdeckServiceApp):
             "grants": [g for g in grants.sources],
             **{name: p.describe(ident) for name, p in self.providers_by_name.items()},
         }
+
+    def grants_view(self, ident: Identity) -> dict:
+        """The caller's browsable grants (``GET grants``): S3 prefixes and BigQuery datasets."""
+        grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
+        described = {name: p.describe(ident) for name, p in self.providers_by_name.items()}
+        return grants_view(ident.name, grants, described)
 
     def health(self) -> dict:
         return {

@@ -85,7 +85,6 @@ def enabled_services(v: Values) -> list[str]:
 
 # --------------------------------------------------------------------- sections
 
-
 def update_hub(c: Config, v: Values, mode: Mode) -> None:
     hub = c.JupyterHub
     hub.base_url = v("hub.baseUrl", "/")
@@ -173,7 +172,9 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
         value = v(key, default)
         if value is not None:
             setattr(sp, trait, value)
-    sp.environment = dict(v("singleuser.extraEnv", {}))
+    # singleuser.data: the S3 drive and the BigQuery panel in JupyterLab (labdeck.data), on by default
+    data = {env: "1" if v(f"singleuser.data.{key}.enabled", True) else "0" for key, env in contract.DATA_FEATURES.items()}
+    sp.environment = {**dict(v("singleuser.extraEnv", {})), **data}
 
     mixin = c.LabdeckSpawnerMixin
     mixin.broker_url = contract.service_url(mode.server_service_urls[contract.BROKER], contract.BROKER)
@@ -255,7 +256,7 @@ def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
         args.append("--allow-root")
     ks.args = args
     home = v("singleuser.storage.homeMountPath", contract.KUBE_HOME)
-    env = {**dict(v("singleuser.extraEnv", {})), "HOME": home}
+    env = {**dict(c.Spawner.environment), "HOME": home}  # extraEnv and singleuser.data (update_spawner)
     if b.get("path"):
         env["PATH"] = b["path"]
     ks.environment = env
