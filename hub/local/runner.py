@@ -235,6 +235,10 @@ class Supervisor:
                 shutil.rmtree(self.state.root / "server-env", ignore_errors=True)
             settings["os_users"] = True
             settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
+        if not settings.get("kube"):
+            settings.update(team.limits_settings(self.env, os.geteuid(), self.state.root))
+            # cgroups a crashed run left behind (its processes were stopped above)
+            self.remove_cgroups(settings)
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -515,7 +519,20 @@ class Supervisor:
             pidfile.unlink(missing_ok=True)
 
     def after_stop(self) -> None:
-        """Hook run once every process is gone (the cgroups of user servers are removed here)."""
+        """Once every process is gone: remove the cgroups of user servers."""
+        self.remove_cgroups(getattr(self, "settings", {}))
+
+    @staticmethod
+    def remove_cgroups(settings: dict) -> None:
+        limits = settings.get("limits") or {}
+        if limits.get("backend") not in ("v1", "v2"):
+            return  # systemd removes a scope once it is empty
+        from labdeck.spawner import cgroups
+
+        try:
+            cgroups.Cgroups(cgroups.detect(), limits["group"]).remove_all()
+        except (cgroups.CgroupError, OSError) as e:
+            print(f"labdeck: could not remove the servers' cgroups: {e}", file=sys.stderr, flush=True)
 
     def watch_once(self) -> None:
         """Restart any component that died (bounded: MAX_RESTARTS per minute); collect exited orphans."""
@@ -591,6 +608,7 @@ class Supervisor:
             f"  Grants (edit live): {self.state.root / 'grants.json'}",
             *status.banner_lines(s),
             *team.isolation_lines(s),
+            *team.limits_lines(s),
             "  Press Ctrl-C to stop everything.",
             "",
         ]
