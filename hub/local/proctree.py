@@ -98,7 +98,3 @@ def reap(keep: Iterable[int] = ()) -> int:
                 pass
     return n
 
-
-def kill_tree_now(keep: Iterable[int] = ()) -> None:
-    """SIGKILL every living descendant of this process (the second Ctrl-C)."""
-    signal_all([p for p in living_descendants() if p not in set(keep)], signal.SIGKILL)

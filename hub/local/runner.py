@@ -232,7 +232,8 @@ class Supervisor:
                 # the state directory was moved: the server environment's scripts name its old path; build it again
                 import shutil
 
-                shutil.rmtree(self.state.root / "server-env", ignore_errors=True)
+                for name in ("server-env", "server-env-python"):
+                    shutil.rmtree(self.state.root / name, ignore_errors=True)
             settings["os_users"] = True
             settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
         if not settings.get("kube"):

@@ -171,10 +171,11 @@ def test_state_dir_for_os_users_keeps_everything_but_homes_private(tmp_path):
     (state.root / "settings.json").write_text("{}")
     (state.root / "jupyterhub.sqlite").write_text("")
     (state.root / "server-env").mkdir(mode=0o755)
+    (state.root / "server-env-python").mkdir(mode=0o755)  # the interpreter server-env's python links to
     team.secure_state_dir(state)
     modes = {p.name: p.stat().st_mode & 0o777 for p in state.root.iterdir()}
     assert state.root.stat().st_mode & 0o777 == 0o711
-    assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755
+    assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755 and modes.pop("server-env-python") == 0o755
     assert modes == {"settings.json": 0o600, "jupyterhub.sqlite": 0o600, "secrets": 0o700, "logs": 0o700, "run": 0o700, "emulators": 0o700}
 
 
