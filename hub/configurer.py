@@ -39,6 +39,12 @@ NOT_ISOLATED_HTML = (
     "so people can read each other's files. Ask your admin to run labdeck as root (one OS user per person)."
 )
 
+#: every page of a local hub that cannot enforce server sizes (not root, or no cgroups)
+NOT_LIMITED_HTML = (
+    "<strong>Server sizes are not enforced here</strong>: one server can use all of this machine's memory and CPU. "
+    "Ask your admin to run labdeck as root (one cgroup per server)."
+)
+
 #: scopes of each labdeck service's own token
 SERVICE_SCOPES = {
     contract.BROKER: ["read:users", "read:users:groups"],
@@ -212,11 +218,18 @@ def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
     sp.os_users = bool(b.get("os_users"))
     if b.get("server_bin"):
         sp.server_bin = b["server_bin"]
-    if not sp.os_users:
+    # sizes (Spawner.mem_limit/cpu_limit, as on Kubernetes) enforced with a cgroup per server (labdeck.spawner.locallimits)
+    limits = b.get("limits") or {}
+    sp.enforce_limits = bool(limits)
+    if limits:
+        sp.cgroup_group = limits["group"]
+    notes = ([] if sp.os_users else [NOT_ISOLATED_HTML]) + ([] if limits else [NOT_LIMITED_HTML])
+    if notes:
         tv = c.JupyterHub.template_vars
+        note = "<br>".join(notes)
         # every page, and the home page (whose own banner would otherwise replace it)
-        home = f"{tv['announcement_home']}<br>{NOT_ISOLATED_HTML}" if tv.get("announcement_home") else NOT_ISOLATED_HTML
-        c.JupyterHub.template_vars = {**tv, "announcement": NOT_ISOLATED_HTML, "announcement_home": home}
+        home = f"{tv['announcement_home']}<br>{note}" if tv.get("announcement_home") else note
+        c.JupyterHub.template_vars = {**tv, "announcement": note, "announcement_home": home}
 
 
 def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
