@@ -228,12 +228,6 @@ class Supervisor:
             from .serverenv import ensure_server_env
 
             team.check_reachable_homes(self.state.root)
-            if previous.get("state_dir") and previous["state_dir"] != str(self.state.root):
-                # the state directory was moved: the server environment's scripts name its old path; build it again
-                import shutil
-
-                for name in ("server-env", "server-env-python"):
-                    shutil.rmtree(self.state.root / name, ignore_errors=True)
             settings["os_users"] = True
             settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
         if not settings.get("kube"):
