@@ -1,10 +1,15 @@
 """``labdeck up``: run the embedded default and watch it.
 
-Starts, on 127.0.0.1 only, each in its own process group with its own log:
-the local AWS endpoint (moto, seeded, IAM enforced), configurable-http-proxy,
-the hub, and the credential broker. A component that dies is restarted
-(the AWS emulator is re-seeded). SIGINT/SIGTERM stop user servers through the
-hub API, then every component, and remove the pid files.
+Starts, on 127.0.0.1 only, each in its own process group with its own log,
+the components of :func:`labdeck.hub.local.plan.plan` - each as soon as what
+it needs is ready - and prints the banner once all of them are, routes
+included. A component that dies is restarted (the AWS emulator is re-seeded).
+
+Stopping: SIGINT/SIGTERM at any moment (during the start too) stop user
+servers through the hub API, then every component, then every other process
+below the runner (it is their subreaper, :mod:`labdeck.hub.local.proctree`),
+all within :data:`STOP_BUDGET_S`, and remove the pid files; a second
+SIGINT/SIGTERM kills everything at once.
 
 Secrets reach children through their environment or 0600 files, never on a
 command line.
@@ -15,11 +20,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -27,95 +31,20 @@ from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
 from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
-from . import team
-from .. import status
+from . import banner, proctree, shutdown, team
 from .state import SECRET_NAMES, StateDir, state_dir
+from .waits import Stopping, pid_alive, plan_ports, stop_group, wait_http, wait_routes
+from .waits import loopback_tls_context as loopback_tls_context  # noqa: F401 - kept importable here
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STOP_GRACE_S = 10
+#: a stop (Ctrl-C, SIGTERM, ``systemctl stop``) leaves nothing behind within this many seconds
+STOP_BUDGET_S = 7
+#: of which the hub gets this long to stop the user servers itself
+STOP_SERVERS_S = 3
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
 SupervisorError = SettingsError
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def loopback_tls_context(url: str):
-    """For https to this machine's own proxy: its certificate names the public host, not 127.0.0.1.
-
-    The connection never leaves loopback and carries no secret, so the name is not checked.
-    """
-    import ssl
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "https" or parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        return None
-    return ssl._create_unverified_context()
-
-
-def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    context = loopback_tls_context(url)
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SupervisorError(f"process exited with {proc.returncode} while waiting for {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-                if resp.status in ok:
-                    return
-        except urllib.error.HTTPError as e:
-            if e.code in ok:
-                return
-            last = e
-        except OSError as e:
-            last = e
-        time.sleep(0.2)
-    raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
-
-
-def stop_group(pid: int, grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group led by ``pid``, SIGKILL it if it outlives ``grace``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
 
 class Supervisor:
     """See the module docstring."""
@@ -125,7 +54,14 @@ class Supervisor:
         self.state = StateDir(state_dir(self.env))
         self.components: dict[str, Component] = {}
         self.stopping = False
+        #: a second stop request: kill everything now
+        self.hard_stop = False
+        #: the hub answered and its routes are in place (user servers are stopped through it)
+        self.hub_ready = False
         self.generated_password = False
+        #: set by the first stop request: every wait of the start ends
+        self._abort = threading.Event()
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------ preparation
 
@@ -162,26 +98,6 @@ class Supervisor:
                 stop_group(pid)
             pidfile.unlink(missing_ok=True)
 
-    def plan_ports(self, previous: dict) -> dict:
-        public = int(self.env.get("LABDECK_PORT") or 8000)
-        if not port_free(public):
-            raise SupervisorError(
-                f"Port {public} on 127.0.0.1 is in use. Stop what uses it, or choose another port with LABDECK_PORT=<port>."
-            )
-        ports = {"public_port": public}
-        taken = {public}
-        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port", "bq_port", "runs_port", "viewer_port"):
-            want = previous.get(key)
-            if want and want not in taken and port_free(want):
-                ports[key] = want
-            else:
-                p = free_port()
-                while p in taken:
-                    p = free_port()
-                ports[key] = p
-            taken.add(ports[key])
-        return ports
-
     def prepare(self) -> dict:
         os_users = team.os_users_wanted(self.env, os.geteuid())
         if os_users:
@@ -193,7 +109,7 @@ class Supervisor:
             previous = self.state.read_settings()
         except (OSError, ValueError):
             previous = {}
-        ports = self.plan_ports(previous)
+        ports = plan_ports(self.env, previous)
         settings = {
             **ports,
             "state_dir": str(self.state.root),
@@ -207,6 +123,10 @@ class Supervisor:
             team.check_reachable_homes(self.state.root)
             settings["os_users"] = True
             settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
+        if not settings.get("kube"):
+            settings.update(team.limits_settings(self.env, os.geteuid(), self.state.root))
+            # cgroups a crashed run left behind (its processes were stopped above)
+            shutdown.remove_cgroups(settings)
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -291,10 +211,14 @@ class Supervisor:
         log.close()
         (self.state.run / f"{comp.name}.pid").write_text(str(comp.proc.pid))
 
-    def _after_start(self, comp: Component) -> None:
+    def _after_start(self, comp: Component, abort: threading.Event | None = None) -> None:
+        comp.started_at = time.monotonic()
         if comp.ready_url:
-            # an endpoint that answers 401 without a token is up
-            wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401), proc=comp.proc)
+            # an endpoint that answers 401 or 403 without a token is up
+            wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401, 403), proc=comp.proc, abort=abort)
+        if comp.routes:
+            api = f"http://127.0.0.1:{self.settings['proxy_api_port']}/api/routes"
+            wait_routes(api, self.state.read_secret("proxy_token"), comp.routes, READY_TIMEOUT_S, proc=comp.proc, abort=abort)
         if comp.name == "aws":
             from labdeck.emulators.aws import seed
 
@@ -305,83 +229,92 @@ class Supervisor:
                 str(self.state.secret_path("broker_aws_credentials")),
                 viewer_credentials_file=str(self.state.secret_path("viewer_aws_credentials")),
             )
+        comp.ready_at = time.monotonic()
 
     def start_component(self, name: str) -> None:
+        """Start one component and wait until it is ready (a restart)."""
         comp = self.components[name]
         self._spawn(comp)
-        self._after_start(comp)
+        self._after_start(comp, abort=self._abort)
 
     def start_all(self) -> None:
+        """Start every component as soon as what it needs is ready; return when all are ready.
+
+        Independent components start in parallel; each one's readiness is
+        waited for in its own thread. A stop request (Ctrl-C, SIGTERM) ends
+        the wait at once with :class:`Stopping`.
+        """
         (self.state.run / "supervisor.pid").write_text(str(os.getpid()))
-        for name in COMPONENT_ORDER:
-            self.start_component(name)
+        ready: set[str] = set()
+        errors: dict[str, BaseException] = {}
+        threads: dict[str, threading.Thread] = {}
+        lock = threading.Lock()
 
-    def _terminate(self, comp: Component, grace: float = STOP_GRACE_S) -> None:
-        proc = comp.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
+        def wait_ready(comp: Component) -> None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-        (self.state.run / f"{comp.name}.pid").unlink(missing_ok=True)
-        comp.proc = None
-
-    def stop_user_servers(self) -> None:
-        """Ask the hub to stop every running user server (named ones too)."""
-        s = self.settings
-        api = f"http://127.0.0.1:{s['hub_port']}/hub/api"
-        headers = {"Authorization": f"token {self.state.read_secret('supervisor_token')}"}
-        try:
-            req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                users = json.loads(resp.read())
-        except (OSError, ValueError):
-            return
-        pending = []
-        for user in users:
-            for server_name in (user.get("servers") or {}):
-                path = f"{api}/users/{user['name']}/servers/{server_name}" if server_name else f"{api}/users/{user['name']}/server"
-                try:
-                    req = urllib.request.Request(path, method="DELETE", headers=headers)
-                    urllib.request.urlopen(req, timeout=10).close()
-                    pending.append(user["name"])
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 20
-        while pending and time.monotonic() < deadline:
-            try:
-                req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-                with urllib.request.urlopen(req, timeout=5) as resp:
-                    if not json.loads(resp.read()):
-                        return
-            except (OSError, ValueError):
+                self._after_start(comp, abort=self._abort)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                with lock:
+                    errors[comp.name] = e
                 return
-            time.sleep(0.3)
+            with lock:
+                ready.add(comp.name)
+
+        while True:
+            if self._abort.is_set():
+                raise Stopping()
+            with lock:
+                if errors:
+                    name, error = next(iter(errors.items()))
+                    if isinstance(error, Stopping):
+                        raise error
+                    raise SupervisorError(f"{name}: {error}") from None
+                done = set(ready)
+            if len(done) == len(self.components):
+                return
+            for name in COMPONENT_ORDER:
+                comp = self.components.get(name)
+                if comp is None or name in threads or not set(comp.needs) <= done | (set(comp.needs) - set(self.components)):
+                    continue
+                self._spawn(comp)
+                threads[name] = threading.Thread(target=wait_ready, args=(comp,), name=f"ready-{name}", daemon=True)
+                threads[name].start()
+            self._wake.wait(0.02)
+            self._wake.clear()
 
     def stop_all(self) -> None:
+        """Stop everything within :data:`STOP_BUDGET_S`: no process, no port, no pid file left.
+
+        User servers first, through the hub API (so the hub records them stopped), for at
+        most :data:`STOP_SERVERS_S`; then every process (:func:`shutdown.stop_processes`).
+        A second Ctrl-C (:attr:`hard_stop`) skips to SIGKILL at once.
+        """
         self.stopping = True
+        self._abort.set()
+        t0 = time.monotonic()
         hub = self.components.get("hub")
-        if hub and hub.proc and hub.proc.poll() is None:
-            self.stop_user_servers()
-        for name in reversed(COMPONENT_ORDER):
-            if name in self.components:
-                self._terminate(self.components[name])
-        (self.state.run / "supervisor.pid").unlink(missing_ok=True)
+        hard = lambda: self.hard_stop  # noqa: E731
+        if not self.hard_stop and hub and hub.proc and hub.proc.poll() is None and self.hub_ready:
+            api = f"http://127.0.0.1:{self.settings['hub_port']}/hub/api"
+            shutdown.stop_user_servers(api, self.state.read_secret("supervisor_token"), t0 + STOP_SERVERS_S, hard)
+        shutdown.stop_processes([c.proc for c in self.components.values() if c.proc is not None], hard, t0 + STOP_BUDGET_S)
+        for comp in self.components.values():
+            comp.proc = None
+        self.after_stop()
+        for pidfile in self.state.run.glob("*.pid"):
+            pidfile.unlink(missing_ok=True)
+
+    def after_stop(self) -> None:
+        """Once every process is gone: remove the cgroups of user servers."""
+        shutdown.remove_cgroups(getattr(self, "settings", {}))
 
     def watch_once(self) -> None:
-        """Restart any component that died (bounded: MAX_RESTARTS per minute)."""
+        """Restart any component that died (bounded: MAX_RESTARTS per minute); collect exited orphans."""
+        proctree.reap(keep=[c.proc.pid for c in self.components.values() if c.proc is not None])
         for name in COMPONENT_ORDER:
-            comp = self.components[name]
+            comp = self.components.get(name)
+            if comp is None:
+                continue
             if self.stopping or comp.proc is None or comp.proc.poll() is None:
                 continue
             code = comp.proc.returncode
@@ -410,63 +343,50 @@ class Supervisor:
                 time.sleep(0.5)
         print("labdeck: could not re-sync the proxy's routes; restart labdeck if pages do not load", file=sys.stderr, flush=True)
 
-    def banner(self) -> str:
-        s = self.settings
-        from .values import local_public_url
+    def timings(self) -> str:
+        return banner.timings(self.components.values(), self.t_start)
 
-        lines = [
-            "",
-            f"  labdeck is running: {local_public_url(s)}",
-            "",
-        ]
-        if s.get("oidc"):
-            lines += team.login_lines(s, local_public_url(s))
-        else:
-            lines.append("  Log in with any username (lowercase letters, digits, . _ @ -) and the password")
-        if s.get("oidc"):
-            pass
-        elif self.generated_password:
-            lines.append(f"      {self.password}")
-            lines.append(f"  (generated once; stored in {self.state.secret_path('dev_password')}, mode 0600)")
-        elif "LABDECK_DEV_PASSWORD" in self.env and self.env["LABDECK_DEV_PASSWORD"]:
-            lines.append("      from LABDECK_DEV_PASSWORD")
-        else:
-            lines.append(f"      stored in {self.state.secret_path('dev_password')}")
-        lines += [
-            "",
-            f"  State: {self.state.root}   Logs: {self.state.logs}",
-            f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
-            f"  Local BigQuery: {s['bq_endpoint']}  project: {s['gcp_project']}",
-            f"  Grants (edit live): {self.state.root / 'grants.json'}",
-            *status.banner_lines(s),
-            *team.isolation_lines(s),
-            "  Press Ctrl-C to stop everything.",
-            "",
-        ]
-        return "\n".join(lines)
+    def banner(self) -> str:
+        return banner.text(self.settings, self.state, self.env, getattr(self, "ready_after", 0), self.generated_password, self.password)
+
+    def request_stop(self, signum=None, frame=None) -> None:
+        """SIGINT/SIGTERM: the first stops cleanly (any waiting ends now), the second kills everything."""
+        if self._abort.is_set():
+            self.hard_stop = True
+            if signum is not None:
+                print("labdeck: stopping now (killing every process)...", flush=True)
+        self._abort.set()
+        self._wake.set()
 
     def run(self) -> int:
-        stop = {"flag": False}
-
-        def on_signal(signum, frame):
-            stop["flag"] = True
-
-        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # every process the platform starts stays below this one, even after its parent exits
+        proctree.become_subreaper()
+        self.t_start = time.monotonic()
         try:
             self.prepare()
+            if self._abort.is_set():
+                raise Stopping()
             self.build_components()
             self.start_all()
+            self.hub_ready = True
+            self.ready_after = time.monotonic() - self.t_start
+            print(self.timings(), flush=True)
             print(self.banner(), flush=True)
-            while not stop["flag"]:
+            while not self._abort.is_set():
                 self.watch_once()
-                time.sleep(0.5)
+                self._abort.wait(0.5)
             print("labdeck: stopping...", flush=True)
+            return 0
+        except Stopping:
+            print("labdeck: stopping (start-up interrupted)...", flush=True)
             return 0
         except SupervisorError as e:
             print(f"labdeck: {e}", file=sys.stderr, flush=True)
             return 1
         finally:
+            t0 = time.monotonic()
             self.stop_all()
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-            print("labdeck: stopped", flush=True)
+            print(f"labdeck: stopped ({time.monotonic() - t0:.1f} s)", flush=True)
