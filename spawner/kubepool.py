@@ -69,6 +69,7 @@ class WarmPodPool:
         self.claims = 0
         self._task: asyncio.Task | None = None
         self._kick = asyncio.Event()
+        self._reconciling = asyncio.Lock()
         self._http = None
 
     # ------------------------------------------------------------------ loop
@@ -98,6 +99,10 @@ class WarmPodPool:
         return f"{warmpods.LABEL_POOL}={self.recipe.id},{warmpods.LABEL_STATE}={warmpods.READY}"
 
     async def reconcile(self) -> None:
+        async with self._reconciling:  # the loop's pass and a claim's look for freshly ready pods never overlap
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         pods = (await self.api.list_namespaced_pod(self.namespace, label_selector=self._selector(), _preload_content=False))
         items = json.loads(await pods.read())["items"]
         alive = []
@@ -233,6 +238,8 @@ class WarmPodPool:
         """
         deadline = time.monotonic() + timeout
         for _ in range(self.size + 3):
+            if not self.ready and self.size > 0:
+                await self.reconcile()  # pods whose agent got ready since the last pass
             warm = bool(self.ready)
             if warm:
                 name, ip = self.ready.popleft()  # before any await: no other spawn of this hub gets it

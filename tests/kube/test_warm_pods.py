@@ -77,10 +77,12 @@ def agent_ready(pod: dict) -> bool:
 
 
 def wait_free(rel, n: int, timeout: float = 150) -> list[dict]:
+    """``n`` free pods whose agents answer and that the hub's pool has queued (its log says so)."""
     deadline = time.monotonic() + timeout
     pods: list[dict] = []
     while time.monotonic() < deadline:
-        pods = [p for p in free_pods(rel) if agent_ready(p)]
+        queued = set(re.findall(r"warm pool: pod (\S+) ready", rel.log("hub")))
+        pods = [p for p in free_pods(rel) if p["metadata"]["name"] in queued and agent_ready(p)]
         if len(pods) >= n:
             return pods
         time.sleep(0.5)
@@ -217,7 +219,8 @@ def test_a_claim_is_the_person_own_uid_token_home_and_environment(release, peopl
         pod = alice_and_bob[name]
         assert re.search(rf"Claimed (warm|new) pod {re.escape(pod['metadata']['name'])} for {name}\b", hub_log), hub_log[-3000:]
     # bob's came from the pool that was waiting before anyone logged in
-    assert alice_and_bob["bob"]["metadata"]["name"] in alice_and_bob["free_before"]
+    assert alice_and_bob["bob"]["metadata"]["name"] in alice_and_bob["free_before"], "\n".join(
+        ln for ln in hub_log.splitlines() if "warm" in ln.lower())[-4000:]
     assert r["who"] == "alice"  # the token in her server is hers
     uid = int(r["status"]["Uid"][0])
     assert uid >= 100000 and r["status"]["Uid"] == [str(uid)] * 4 and r["status"]["Gid"] == [str(uid)] * 4
