@@ -57,7 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import vanilla_venv  # noqa: E402
-from common import CHP, RESULTS, SpawnError, User, fmt, free_port, machine, med, table, write_json  # noqa: E402
+from common import CHP, RESULTS  # noqa: E402
+from people import SpawnError, User  # noqa: E402
+from procs import free_port  # noqa: E402
+from report import fmt, machine, med, table, write_json  # noqa: E402
 
 VANILLA_NS = "vanilla-bench"
 VANILLA_IMAGE = "vanilla/singleuser:bench"
