@@ -171,7 +171,7 @@ class Vanilla:
         self.kubelet_thread = KubeletThread(ProcessKubelet(
             str(cluster.kubeconfig), VANILLA_NS, node_name="vanilla-bench-node", workdir=self.tmp / "kubelet",
             # the image's CMD: KubeSpawner's default cmd (None) runs what the image says, as docker-stacks' images do
-            default_commands={VANILLA_IMAGE: ["jupyterhub-singleuser"]}, ip_prefix="127.0.5.",
+            default_commands={VANILLA_IMAGE: ["jupyterhub-singleuser"]}, ip_prefix="127.0.6.",  # 127.0.5. is test_harness.py's
             image_env={VANILLA_IMAGE: {"PATH": f"{vbin}:/usr/bin:/bin", "JUPYTER_CONFIG_PATH": str(allow_root), "PYTHONUNBUFFERED": "1"}},
         ))  # fmt: skip
         self.kubelet = self.kubelet_thread.start()
