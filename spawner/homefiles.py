@@ -84,6 +84,8 @@ def merge_block(existing: str | None, block: str) -> str:
     for line in (existing or "").splitlines():
         if line.strip() == RENVIRON_BEGIN:
             inside = True
+            if kept and not kept[-1].strip():
+                kept.pop()  # the blank line labdeck put before its block
         elif inside and line.strip() == RENVIRON_END:
             inside = False
         elif not inside:
