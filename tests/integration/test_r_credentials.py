@@ -1,0 +1,190 @@
+"""R users get the same S3 and BigQuery as Python, in every process they start (issue 23).
+
+A team VM (``labdeck up`` as root, one OS user per person). In alice's server:
+an IRkernel kernel, and an RStudio-like session — a process of alice's uid
+started with only ``HOME``, ``USER`` and ``PATH``, as RStudio Server starts
+``rsession`` — where R reads its Renviron files. Both run ``r_checks.R`` with no
+credential code: gargle's ``token_fetch`` (the metadata endpoint) and an httr2
+query to the local BigQuery endpoint, the aws CLI through ``system2`` and boto3
+through reticulate; bob's dataset and prefix are refused by the clouds.
+"""
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from labdeck.spawner.local import local_capabilities
+from tests.helpers.hubclient import HubClient
+from tests.helpers.platform import start_platform
+
+from .test_os_users import _packages_reachable
+
+
+def _r_ready() -> bool:
+    if not shutil.which("Rscript") or "r" in local_capabilities():
+        return False
+    probe = 'for (p in c("gargle", "httr2", "reticulate", "openssl")) library(p, character.only = TRUE)'
+    return subprocess.run(["Rscript", "-e", probe], capture_output=True, timeout=60).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"), reason="needs root, useradd and setpriv"),
+    pytest.mark.skipif(not _packages_reachable(), reason="this checkout's packages are not readable by other users"),
+    pytest.mark.skipif(not _r_ready(), reason="R, IRkernel, gargle, httr2, reticulate not installed (make r-deps)"),
+]
+
+SUFFIX = secrets.token_hex(3)
+ALICE, BOB = f"ralice-{SUFFIX}", f"rbob-{SUFFIX}"
+#: short, so that the refresh test sees its first credentials expire
+TTL = 20
+SCRIPT = Path(__file__).with_name("r_checks.R")
+
+
+def sysname(hub_name):
+    from labdeck.spawner.osusers import system_username
+
+    return system_username(hub_name)
+
+
+@pytest.fixture(scope="module")
+def team():
+    root = Path(tempfile.mkdtemp(prefix="labdeck-rteam-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    shutil.copy(SCRIPT, root / "r_checks.R")
+    os.chmod(root / "r_checks.R", 0o644)
+    plat = start_platform(root / "state", extra_env={"LABDECK_OS_USERS": "1", "LABDECK_CREDENTIAL_TTL": str(TTL)})
+    plat.script = str(root / "r_checks.R")
+    try:
+        yield plat
+    finally:
+        plat.stop()
+        for name in (ALICE, BOB):
+            subprocess.run(["userdel", sysname(name)], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bob(team):
+    """bob's private table and object, made with his own credentials (Python, as today)."""
+    client = HubClient(team.url).login(BOB, team.password)
+    client.start_server()
+    client.kernel = client.start_kernel()
+    out = client.execute(
+        "import os, boto3, pandas as pd\nfrom google.cloud import bigquery\n"
+        "c = bigquery.Client(); ds = os.environ['LABDECK_BQ_DATASET']\n"
+        "c.load_table_from_dataframe(pd.DataFrame({'secret': [42]}), f'{c.project}.{ds}.private').result()\n"
+        "home = os.environ['LABDECK_S3_HOME']; bucket, prefix = home[5:].split('/', 1)\n"
+        "boto3.client('s3').put_object(Bucket=bucket, Key=prefix + 'secret.txt', Body=b'bob only')\n"
+        "print(home, ds)",
+        client.kernel,
+    ).check()
+    client.s3_home, client.dataset = out.stdout.split()
+    return client
+
+
+@pytest.fixture(scope="module")
+def alice(team):
+    client = HubClient(team.url).login(ALICE, team.password)
+    client.start_server()
+    return client
+
+
+def r_call(team, bob) -> str:
+    return f"Sys.setenv(BOB_HOME = '{bob.s3_home}', BOB_DATASET = '{bob.dataset}'); source('{team.script}')"
+
+
+def parse(stdout: str) -> dict:
+    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.strip()}
+
+
+def assert_checks_pass(out: dict):
+    assert out["gargle-class"] == ["GceToken"]
+    assert out["bq-own-create"] == ["200"]
+    assert out["bq-own-select"] == ["200", "r", "42"]
+    assert out["bq-bob"] == ["403"]
+    assert out["cli-own-cp"] == ["0"]
+    assert out["cli-own-read"] == ["0", "hello", "from", "R"]
+    assert out["cli-bob-cp"][0] != "0" and out["cli-bob-cp"][1] == "TRUE"
+    assert out["boto3-own"] == ["via", "reticulate"]
+    assert out["boto3-bob"] == ["AccessDenied"]
+
+
+def rstudio_like(team, bob) -> dict:
+    """Rscript as alice with only HOME, USER and PATH (what rserver gives rsession), from her home."""
+    pw = pwd.getpwnam(sysname(ALICE))
+    argv = [
+        "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+        "env", "-i", f"HOME={pw.pw_dir}", f"USER={pw.pw_name}", "PATH=/usr/local/bin:/usr/bin:/bin",
+        "Rscript", "-e", r_call(team, bob),
+    ]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=pw.pw_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return parse(proc.stdout)
+
+
+def test_irkernel_kernel_gets_bigquery_and_s3_with_no_code(team, alice, bob):
+    kernel = alice.start_kernel(name="ir")
+    r = alice.execute(r_call(team, bob), kernel, timeout=300).check()
+    out = parse(r.stdout)
+    assert_checks_pass(out)
+    print("IRkernel:", {k: v for k, v in out.items() if k.endswith("seconds")})
+
+
+def test_rstudio_like_clean_environment_gets_the_same(team, alice, bob):
+    out = rstudio_like(team, bob)
+    assert_checks_pass(out)
+    print("clean env:", {k: v for k, v in out.items() if k.endswith("seconds")})
+
+
+def test_the_wiring_is_alices_alone(team, alice, bob):
+    pw = pwd.getpwnam(sysname(ALICE))
+    home = Path(pw.pw_dir)
+    wiring = [home / ".aws/config", home / ".config/gcloud/application_default_credentials.json", home / ".Renviron", home / ".labdeck/jupyterhub-api-token"]
+    for f in wiring:
+        st = f.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (pw.pw_uid, 0o600), f
+    # no secret in the files at the default paths: the token is only in the 0600 token file
+    token_file = (home / ".labdeck/jupyterhub-api-token").read_text()
+    assert all(token_file not in f.read_text() for f in wiring[:3])
+    # bob's kernel can neither read alice's token file nor get a token from her metadata endpoint
+    port = next(line.split("'")[1] for line in (home / ".Renviron").read_text().splitlines() if line.startswith("GCE_METADATA_URL="))
+    code = (
+        "import urllib.request, urllib.error\n"
+        f"try:\n    open({str(home / '.labdeck/jupyterhub-api-token')!r}).read(); print('READ')\n"
+        "except PermissionError:\n    print('DENIED')\n"
+        f"req = urllib.request.Request('http://{port}/computeMetadata/v1/instance/service-accounts/default/token', headers={{'Metadata-Flavor': 'Google'}})\n"
+        "try:\n    urllib.request.urlopen(req, timeout=10); print('TOKEN')\n"
+        "except urllib.error.HTTPError as e:\n    print(e.code)\n"
+    )
+    assert bob.execute(code, bob.kernel).check().stdout.split() == ["DENIED", "403"]
+
+
+def test_clean_environment_keeps_working_after_the_credentials_expire(team, alice, bob):
+    first = rstudio_like(team, bob)
+    # wait out the credentials' lifetime (LABDECK_CREDENTIAL_TTL) before the second session
+    time.sleep(TTL + 3)
+    second = rstudio_like(team, bob)
+    assert_checks_pass(second)
+    assert second["gargle-token-sha"] != first["gargle-token-sha"]
+
+
+def test_a_persons_own_aws_config_is_never_overwritten(team, alice):
+    pw = pwd.getpwnam(sysname(ALICE))
+    cfg = Path(pw.pw_dir) / ".aws" / "config"
+    own = "[default]\nregion = eu-north-1\n"
+    cfg.write_text(own)  # as alice would (the file stays hers)
+    os.chown(cfg, pw.pw_uid, pw.pw_gid)
+    alice.stop_server()
+    alice.start_server()
+    assert cfg.read_text() == own
+    r = requests.get(f"{team.url}/hub/api/users/{ALICE}", headers=alice.headers(), timeout=10)
+    assert r.status_code == 200
