@@ -168,6 +168,33 @@ def test_the_wiring_is_alices_alone(team, alice, bob):
     assert bob.execute(code, bob.kernel).check().stdout.split() == ["DENIED", "403"]
 
 
+def test_the_r_welcome_notebook_runs_top_to_bottom(team, alice):
+    r = requests.get(alice.server_url() + "api/contents/Welcome-R.ipynb", headers=alice.headers(), timeout=30)
+    assert r.status_code == 200, r.text[:200]
+    nb = r.json()["content"]
+    assert nb["metadata"]["kernelspec"]["name"] == "ir"
+    kernel = alice.start_kernel(name="ir")
+    outputs = [alice.execute("".join(c["source"]), kernel, timeout=120).check().stdout for c in nb["cells"] if c["cell_type"] == "code"]
+    assert outputs[0].splitlines() == [f"S3 home:  s3://labdeck-data/home/{ALICE}/", f"BigQuery: labdeck-local.{alice_dataset()}"]
+    assert "hello-from-r.txt" in outputs[1]
+    assert outputs[-1].strip() == '[1] "2"'
+
+
+def alice_dataset():
+    from labdeck.spawner.builders import bigquery_dataset
+
+    return bigquery_dataset(ALICE)
+
+
+def test_the_launcher_offers_no_rstudio_tile_that_cannot_start(team, alice):
+    from labdeck.spawner.launchers import runnable
+
+    r = requests.get(alice.server_url() + "server-proxy/servers-info", headers=alice.headers(), timeout=30)
+    assert r.status_code == 200, r.text[:200]
+    entries = {s["name"]: s["launcher_entry"]["enabled"] for s in r.json()["server_processes"]}
+    assert entries["rstudio"] is runnable("rstudio")
+
+
 def test_clean_environment_keeps_working_after_the_credentials_expire(team, alice, bob):
     first = rstudio_like(team, bob)
     # wait out the credentials' lifetime (LABDECK_CREDENTIAL_TTL) before the second session
