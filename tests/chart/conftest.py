@@ -3,12 +3,14 @@
 import pytest
 from chartlib import _helm_path, helm_template
 
+from tests.helpers.required import missing
+
 
 @pytest.fixture(scope="session")
 def helm() -> str:
     path, reason = _helm_path()
     if path is None:
-        pytest.skip(f"no helm binary: {reason}")
+        missing("helm", reason)
     return path
 
 

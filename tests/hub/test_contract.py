@@ -45,10 +45,11 @@ def test_chart_ports_are_the_contract():
     broker = (CHART / "templates/broker/deployment.yaml").read_text() + (CHART / "templates/broker/service.yaml").read_text()
     proxy = (CHART / "templates/proxy/deployment.yaml").read_text()
     assert VALUES["hub"]["service"]["port"] == contract.HUB_PORT
-    assert str(contract.HUB_PORT) in hub_svc or ".Values.hub.service.port" in hub_svc
-    assert str(contract.SERVICE_PORTS[contract.BROKER]) in broker
-    assert f"--api-port={contract.PROXY_API_PORT}" in proxy or f"{contract.PROXY_API_PORT}" in proxy
-    assert str(contract.PROXY_HTTP_PORT) in proxy
+    assert "port: {{ .Values.hub.service.port }}" in hub_svc
+    broker_port = contract.SERVICE_PORTS[contract.BROKER]
+    assert f"port: {broker_port}\n" in broker and f"containerPort: {broker_port}\n" in broker
+    assert f"- --api-port={contract.PROXY_API_PORT}\n" in proxy
+    assert f"- --port={contract.PROXY_HTTP_PORT}\n" in proxy
 
 
 def test_contract_helpers():

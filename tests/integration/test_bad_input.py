@@ -132,7 +132,10 @@ def test_usernames_are_normalized_to_lowercase(platform):
     c = HubClient(platform.url)
     r = c.login_form("Erin", platform.password)
     assert r.status_code == 302
-    assert c.http.get(platform.url + "/hub/api/user", timeout=10).status_code in (200, 403)
+    # the session is erin's: her home page names her, in lower case
+    home = c.http.get(platform.url + "/hub/home", timeout=10)
+    assert home.status_code == 200 and home.url.endswith("/hub/home"), home.url
+    assert ">erin<" in home.text.replace(" ", "").replace("\n", "") and "Erin" not in home.text
     users = requests.get(
         platform.url + "/hub/api/users",
         headers={"Authorization": f"token {(platform.state_dir / 'secrets' / 'supervisor_token').read_text().strip()}"},

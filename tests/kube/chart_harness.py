@@ -6,12 +6,16 @@ What runs, and what each real part is:
   kube-controller-manager from the same Debian source (Deployments → ReplicaSets → Pods,
   Endpoints from pod readiness, garbage collection);
 - the process kubelet (:mod:`tests.kube.kubelet`) for the release namespace, with the
-  chart's images mapped to this machine (:data:`IMAGE_ENV`: the hub, broker, runs and
-  viewer images are this venv; the proxy image is ``node_modules/.bin``; the user image is
-  this venv too, plus ``ServerApp.allow_root`` because the kubelet runs every process as its
-  own user - root here), readiness probes, ServiceAccount tokens (so the hub's KubeSpawner
-  uses the chart's own Role) and per-pod ``/etc/hosts`` naming each Service by its ready
-  endpoint addresses;
+  chart's images mapped to this machine (:func:`image_env`: the hub, broker, runs, viewer
+  and user images are the harness image of :mod:`tests.kube.image` - this venv, copied where
+  every uid can run it and no pod's emptyDir at ``/tmp`` hides it; the proxy image is its
+  ``node_modules/.bin``; the user image also sets ``ServerApp.allow_root`` because the
+  kubelet runs the release's processes as its own user - root here), readiness probes,
+  ServiceAccount tokens (so the hub's KubeSpawner uses the chart's own Role) and per-pod
+  ``/etc/hosts`` naming each Service by its ready endpoint addresses;
+- before the release, :func:`preflight`: one pod per chart container (and the user image)
+  with the chart's ``securityContext`` and emptyDir mounts, run as the chart's uids
+  (``run_as_user``), each checking that its interpreter and packages load;
 - moto (:mod:`labdeck.emulators.aws`, IAM enforced) as S3/STS/IAM on 127.0.0.1, the chart's
   ``cloud.aws.endpointUrl``, with ``cloud.providers: [local-aws]``: the broker gives each
   person an IAM role of their own (moto ignores the session policies of the ``aws``
@@ -52,8 +56,6 @@ from labdeck.hub import contract
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "labdeck"
 VALUES = Path(__file__).resolve().parent / "chart-values.yaml"
-BIN = str(Path(sys.executable).parent)
-NODE_BIN = str(ROOT / "node_modules" / ".bin")
 RELEASE = "lc"
 NAMESPACE = "labdeck-chart"
 IP_PREFIX = "127.0.3."
@@ -62,14 +64,138 @@ USER_IMAGE = "labdeck/singleuser"
 WILDCARD_PORTS = (contract.HUB_PORT, contract.PROXY_HTTP_PORT, contract.PROXY_API_PORT, contract.SERVICE_PORTS[contract.BROKER])
 
 
-def image_env(allow_root_dir: Path) -> dict[str, dict[str, str]]:
-    """What each chart image's ``ENV`` is on this machine (the kubelet's ``image_env``)."""
-    path = f"{BIN}:/usr/local/bin:/usr/bin:/bin"
+def image_env(image, allow_root_dir: Path) -> dict[str, dict[str, str]]:
+    """What each chart image's ``ENV`` is on this machine (the kubelet's ``image_env``): ``PATH``
+    into the harness image (:mod:`tests.kube.image`), never into the checkout itself."""
     return {
-        "ghcr.io/labdeck/hub": {"PATH": path, "PYTHONUNBUFFERED": "1"},
-        "quay.io/jupyterhub/configurable-http-proxy": {"PATH": f"{NODE_BIN}:{path}"},
-        USER_IMAGE: {"PATH": path, "JUPYTER_CONFIG_PATH": str(allow_root_dir), "PYTHONUNBUFFERED": "1"},
+        "ghcr.io/labdeck/hub": {**image.env(image.bin), "PYTHONUNBUFFERED": "1"},
+        "quay.io/jupyterhub/configurable-http-proxy": image.env(image.node_bin, image.bin),
+        USER_IMAGE: {**image.env(image.bin), "JUPYTER_CONFIG_PATH": str(allow_root_dir), "PYTHONUNBUFFERED": "1"},
     }
+
+
+#: what a preflight pod runs instead of a component's program: the same interpreter, the same imports
+PREFLIGHT_CHECKS = {
+    "jupyterhub": ["python", "-c", "import jupyterhub.app, labdeck.hub.configurer, kubespawner, oauthenticator"],
+    "labdeck": ["labdeck", "--help"],
+    "configurable-http-proxy": ["configurable-http-proxy", "--version"],
+    "labdeck-singleuser": ["python", "-c", "import labdeck.spawner.onboarding, jupyterhub.singleuser, jupyterlab, ipykernel"],
+}
+
+
+def preflight_pods(manifests: list[dict], singleuser_uid: int, singleuser_gid: int) -> list[dict]:
+    """One pod per chart container (and the user image), as the chart would run it - image,
+    ``securityContext`` (uid), emptyDir/hostPath mounts (``/tmp``) - running only a check that its
+    interpreter and packages load: :data:`PREFLIGHT_CHECKS`, or ``python -c "import M"`` for ``python -m M``."""
+    pods = []
+    for m in manifests:
+        if m.get("kind") != "Deployment":
+            continue
+        spec = m["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        argv = [*(c.get("command") or []), *(c.get("args") or [])]
+        if argv[:2] == ["python", "-m"]:
+            check = ["python", "-c", f"import {argv[2]}"]
+        elif argv and argv[0] in PREFLIGHT_CHECKS:
+            check = PREFLIGHT_CHECKS[argv[0]]
+        else:
+            raise AssertionError(f"{m['metadata']['name']}: no preflight check for {argv[:1]} (add one to PREFLIGHT_CHECKS)")
+        volumes = [v for v in spec.get("volumes") or [] if "emptyDir" in v or "hostPath" in v]
+        names = {v["name"] for v in volumes}
+        pods.append(_preflight_pod(m["metadata"]["name"], c["image"], spec.get("securityContext") or {}, c.get("securityContext") or {},
+                                   volumes, [vm for vm in c.get("volumeMounts") or [] if vm["name"] in names], check))  # fmt: skip
+    sc = {"runAsUser": singleuser_uid, "runAsGroup": singleuser_gid, "fsGroup": singleuser_gid}
+    pods.append(_preflight_pod("singleuser", f"{USER_IMAGE}:preflight", sc, {}, [], [], PREFLIGHT_CHECKS["labdeck-singleuser"]))
+    return pods
+
+
+def _preflight_pod(name: str, image: str, pod_sc: dict, sc: dict, volumes: list, mounts: list, check: list[str]) -> dict:
+    container = {"name": "check", "image": image, "command": check, "securityContext": sc, "volumeMounts": mounts}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"preflight-{name}", "labels": {"labdeck-preflight": "1"}},
+        "spec": {"restartPolicy": "Never", "securityContext": pod_sc, "volumes": volumes, "containers": [container]},
+    }  # fmt: skip
+
+
+def preflight(
+    cluster, image, helm, chart: Path, args: list[str], workdir: Path, allow_root_dir: Path, timeout: float = 120,
+    namespace: str = f"{NAMESPACE}-preflight",
+) -> dict[str, float]:
+    """Before the release: every chart image's interpreter runs as the uid the chart gives it,
+    with the chart's emptyDir mounts, in the harness image. Fails naming the pod, its uid and
+    its output (a checkout hidden under an emptyDir at ``/tmp``, a Python under ``/root`` that
+    uid 1000 cannot execute). Returns each check's seconds."""
+    import asyncio
+
+    from tests.kube.kubelet import KubeletThread, ProcessKubelet
+
+    rendered = helm("template", RELEASE, str(chart), "-n", NAMESPACE, *args).stdout
+    manifests = [d for d in yaml.safe_load_all(rendered) if d]
+    values = load_values()
+    su = values.get("singleuser") or {}
+    pods = preflight_pods(manifests, su.get("uid", 1000), su.get("fsGid", 100))
+    ns = namespace
+    asyncio.run(_create_namespace(str(cluster.kubeconfig), ns))
+    thread = KubeletThread(ProcessKubelet(
+        str(cluster.kubeconfig), ns, node_name="labdeck-preflight-node", workdir=workdir,
+        default_commands={}, image_env=image_env(image, allow_root_dir), run_as_user=True, ip_prefix="127.0.4.",
+    ))  # fmt: skip
+    kubelet = thread.start()
+    results: dict[str, float] = {}
+    try:
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            _api(cluster, "POST", f"/api/v1/namespaces/{ns}/pods", pod)
+            start = time.monotonic()
+            deadline = start + timeout
+            phase = ""
+            while time.monotonic() < deadline:
+                phase = (_api(cluster, "GET", f"/api/v1/namespaces/{ns}/pods/{name}") or {}).get("status", {}).get("phase", "")
+                if phase in ("Succeeded", "Failed"):
+                    break
+                time.sleep(0.2)
+            path = kubelet.log_path(name, ns)
+            log = path.read_text(errors="replace") if path and path.exists() else ""
+            uid = pod["spec"]["securityContext"].get("runAsUser")
+            assert phase == "Succeeded", (
+                f"{name} ({pod['spec']['containers'][0]['image']}, uid {uid}): {phase or 'no result'} after "
+                f"{time.monotonic() - start:.0f}s running {pod['spec']['containers'][0]['command']}:\n{log[-2000:]}"
+            )
+            results[name] = time.monotonic() - start
+            _api(cluster, "DELETE", f"/api/v1/namespaces/{ns}/pods/{name}?gracePeriodSeconds=0")
+    finally:
+        thread.stop()
+    return results
+
+
+def _api(cluster, method: str, path: str, body: dict | None = None) -> dict | None:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{cluster.url}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {cluster.admin_token_file.read_text().strip()}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=cluster._ssl_context()) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise AssertionError(f"{method} {path}: {e.code} {e.read()[:300]!r}") from None
+
+
+async def _create_namespace(kubeconfig: str, name: str) -> None:
+    from kubernetes_asyncio import client, config
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    async with await config.new_client_from_config(config_file=kubeconfig) as api:
+        try:
+            await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+        except ApiException as e:
+            if e.status != 409:
+                raise
 
 
 def ports_in_use(host: str = "127.0.0.1") -> list[int]:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.required import missing
+
 from tests.kube.cluster import ClusterError, LocalCluster, ensure_apiserver
 from tests.kube.kubelet import KubeletThread, ProcessKubelet
 
@@ -29,9 +31,7 @@ def kube_cluster() -> Iterator[LocalCluster]:
     try:
         ensure_apiserver()
     except ClusterError as e:
-        if os.environ.get("LABDECK_KUBE_REQUIRE") == "1":
-            pytest.fail(f"kube-apiserver unavailable: {e}")
-        pytest.skip(f"kube-apiserver unavailable: {e}")
+        missing("kube-apiserver", e)
     with LocalCluster() as cluster:
         yield cluster
 
@@ -63,11 +63,15 @@ def kubelet(
     """The process kubelet for ``kube_namespace``; stops (killing its pods) at session end.
 
     Its ``default_commands`` dict may be extended by tests before creating pods whose spec
-    has no ``command`` (image → argv).
+    has no ``command`` (image → argv). Every image's ``PATH`` leads into the harness image
+    (:mod:`tests.kube.image`), as the chart harness's do, never into the checkout.
     """
+    from tests.kube.image import ensure_image
+
     workdir = tmp_path_factory.mktemp("kubelet")
+    image = ensure_image()
     thread = KubeletThread(
-        ProcessKubelet(str(kube_cluster.kubeconfig), kube_namespace, workdir=workdir)
+        ProcessKubelet(str(kube_cluster.kubeconfig), kube_namespace, workdir=workdir, image_env={"*": image.env(image.bin)})
     )
     kubelet = thread.start()
     yield kubelet

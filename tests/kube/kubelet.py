@@ -34,10 +34,14 @@ Opt-in, for running a whole chart (``tests/kube/chart_harness.py``):
 - ``probes``: an ``httpGet`` readiness probe gates the pod's Ready condition (checked until
   it first succeeds);
 - ``restarts``: ``restartPolicy`` Always/OnFailure restart the process in place with a
-  capped back-off (``restartCount`` counts), instead of failing the pod.
+  capped back-off (``restartCount`` counts), instead of failing the pod;
+- ``run_as_user`` (root, private mount namespaces): the process runs as the pod's
+  ``runAsUser``/``runAsGroup`` with ``fsGroup`` and ``supplementalGroups`` (``setpriv``
+  after the mounts); emptyDirs are 0777 as Kubernetes makes them. Without it every process
+  runs as the kubelet's user.
 
-Not done: restarts unless ``restarts`` (a ReplicaSet would replace a failed pod), init containers and sidecars (only the first container runs), ``runAsUser``/``fsGroup``
-(processes run as the kubelet's user), liveness/startup probes, resource limits, image
+Not done: restarts unless ``restarts`` (a ReplicaSet would replace a failed pod), init containers and sidecars (only the first container runs),
+``fsGroup`` ownership of volumes (Secret files stay the kubelet's, 0600), liveness/startup probes, resource limits, image
 pulls, ``kubectl logs``/``exec`` (see :meth:`log_path`).
 
 Use ``await ProcessKubelet(...).run()`` in a task, :class:`KubeletThread` from sync code,
@@ -141,9 +145,11 @@ class ProcessKubelet:
         service_account_tokens: bool = False,
         probes: bool = False,
         restarts: bool = False,
+        run_as_user: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.restarts = restarts
+        self.run_as_user = run_as_user
         self.image_env = {k: dict(v) for k, v in (image_env or {}).items()}
         self.cluster_dns = cluster_dns
         self.service_account_tokens = service_account_tokens
@@ -158,6 +164,8 @@ class ProcessKubelet:
             k: list(v) for k, v in (default_commands or {}).items()
         }
         self.mounts = _pick_mount_mode(mounts)
+        if run_as_user and self.mounts != "unshare":
+            raise ValueError("run_as_user needs root with private mount namespaces (mounts='unshare')")
         self.ip_prefix = ip_prefix
         self.max_grace = max_grace
         self.base_env = dict(base_env) if base_env is not None else _default_base_env()
@@ -548,6 +556,8 @@ class ProcessKubelet:
                     mounts.append(podspec.Mount(run.dir / "hosts", "/etc/hosts", True))
                 env = podspec.build_env(pod, container, lookup, base)
                 argv = podspec.build_argv(container, env, self.default_commands)
+                if self.run_as_user:
+                    argv = [*podspec.run_as(pod, container), *argv]
                 break
             except podspec.PodSpecError as e:
                 if str(e) != last:

@@ -283,6 +283,7 @@ def materialize_volumes(
             if "emptyDir" not in vol:
                 plan.warnings.append(f"volume {name}: type not supported, using an empty dir")
             target.mkdir(parents=True, exist_ok=True)
+            os.chmod(target, 0o777)  # as Kubernetes makes an emptyDir: any uid the pod runs as writes it
         plan.paths[name] = target
     return plan
 
@@ -318,6 +319,25 @@ def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
         return any(o is not m and (t == Path(o.source) or t in Path(o.source).parents) for o in mounts)
 
     return sorted(mounts, key=lambda m: (hides_a_source(m), len(Path(m.target).parts)))
+
+
+def run_as(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
+    """``setpriv`` argv that drops to the pod's ``runAsUser``/``runAsGroup`` (the container's
+    ``securityContext`` over the pod's), with ``fsGroup`` and ``supplementalGroups`` as groups;
+    ``[]`` when neither names a user."""
+    pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
+    sc = {**pod_sc, **(container.get("securityContext") or {})}
+    uid = sc.get("runAsUser")
+    if uid is None:
+        return []
+    gid = sc.get("runAsGroup", uid)
+    groups = [g for g in (pod_sc.get("fsGroup"), *(pod_sc.get("supplementalGroups") or [])) if g is not None]
+    for v in (uid, gid, *groups):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise PodSpecError(f"securityContext: unsupported uid/gid {v!r}")
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}"]
+    argv.append(f"--groups={','.join(str(g) for g in dict.fromkeys(groups))}" if groups else "--clear-groups")
+    return [*argv, "--"]
 
 
 def mount_script(mounts: Sequence[Mount], working_dir: str | None) -> str:

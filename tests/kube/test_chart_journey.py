@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import pytest
@@ -24,7 +23,9 @@ import requests
 
 from tests.chart.chartlib import _helm_path
 from tests.helpers import oidc
+from tests.helpers.required import missing
 from tests.kube import chart_harness as ch
+from tests.kube.image import ensure_image
 from tests.kube.kubelet import KubeletThread, ProcessKubelet
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
@@ -40,23 +41,11 @@ IDENTITIES = {
 SHARED = "shared/analysts/"
 
 
-async def _create_namespace(kubeconfig: str, name: str) -> None:
-    from kubernetes_asyncio import client, config
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    async with await config.new_client_from_config(config_file=kubeconfig) as api:
-        try:
-            await client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-        except ApiException as e:
-            if e.status != 409:
-                raise
-
-
 @pytest.fixture(scope="module")
 def release(kube_cluster, tmp_path_factory):
     helm_path, reason = _helm_path()
     if helm_path is None:
-        pytest.skip(f"helm unavailable: {reason}")
+        missing("helm", reason)
     from tests.kube.kubelet import _pick_mount_mode
 
     if _pick_mount_mode("auto") != "unshare":
@@ -70,25 +59,17 @@ def release(kube_cluster, tmp_path_factory):
 
     try:
         kube_cluster.start_controller_manager()
-    except ClusterError as e:  # like kube_cluster: a skip with the build script's reason, unless required
-        if os.environ.get("LABDECK_KUBE_REQUIRE") == "1":
-            pytest.fail(f"kube-controller-manager unavailable: {e}")
-        pytest.skip(f"kube-controller-manager unavailable: {e}")
-    asyncio.run(_create_namespace(str(kube_cluster.kubeconfig), ch.NAMESPACE))
+    except ClusterError as e:  # like kube_cluster: a skip with the build script's reason, a failure in CI
+        missing("kube-controller-manager", e)
+    asyncio.run(ch._create_namespace(str(kube_cluster.kubeconfig), ch.NAMESPACE))
     allow_root = work / "jupyter-config"
     allow_root.mkdir()
     (allow_root / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"allow_root": True}}))
     onboarding = work / "org-onboarding"
     (onboarding / "guides").mkdir(parents=True)
     (onboarding / "guides" / "Data-access.md").write_text("# Data access at Example Corp\n")
-    kubelet_thread = KubeletThread(
-        ProcessKubelet(
-            str(kube_cluster.kubeconfig), ch.NAMESPACE, node_name="labdeck-chart-node", workdir=work / "kubelet",
-            default_commands={"ghcr.io/labdeck/hub": [], ch.USER_IMAGE: []}, image_env=ch.image_env(allow_root),
-            cluster_dns=True, service_account_tokens=True, probes=True, restarts=True, ip_prefix=ch.IP_PREFIX,
-        )
-    )  # fmt: skip
-    kubelet = kubelet_thread.start()
+    # the chart's images: this venv where every pod and uid can run it (tests/kube/image.py)
+    image = ensure_image()
     moto = ch.start_moto(work)
     idp = oidc.OIDCProvider.start(work)
     for user, groups in IDENTITIES.items():
@@ -96,6 +77,22 @@ def release(kube_cluster, tmp_path_factory):
     helm = ch.make_helm(helm_path, kube_cluster.kubeconfig, work / "helm-home")
     chart = ch.relaxed_chart(work)
     args = ch.install_args(moto, onboarding, idp.issuer, idp.client_secret, work)
+    try:
+        # before the journey: each image's interpreter runs as the chart's uid with the chart's mounts
+        checks = ch.preflight(kube_cluster, image, helm, chart, args, work / "preflight", allow_root)
+        print("\npreflight (as the chart's uids): " + ", ".join(f"{k} {v:.1f}s" for k, v in checks.items()))
+    except BaseException:
+        moto.stop()
+        idp.stop()
+        raise
+    kubelet_thread = KubeletThread(
+        ProcessKubelet(
+            str(kube_cluster.kubeconfig), ch.NAMESPACE, node_name="labdeck-chart-node", workdir=work / "kubelet",
+            default_commands={"ghcr.io/labdeck/hub": [], ch.USER_IMAGE: []}, image_env=ch.image_env(image, allow_root),
+            cluster_dns=True, service_account_tokens=True, probes=True, restarts=True, ip_prefix=ch.IP_PREFIX,
+        )
+    )  # fmt: skip
+    kubelet = kubelet_thread.start()
     rel = ch.Release(kube_cluster, kubelet, helm, chart, args, idp)
     rel.moto = moto
     rel.onboarding = onboarding

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,13 +23,11 @@ import pytest
 import requests
 
 from tests.helpers.hubclient import HubClient
-from tests.helpers.platform import ROOT, start_platform
+from tests.helpers.platform import start_platform
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
 
 IMAGE = "labdeck/singleuser:local"
-BIN = Path(sys.executable).parent
-ARTIFACTS = ROOT / "test-artifacts" / "kube"
 #: RFC 1123 label (pod names are subdomains; KubeSpawner keeps them labels)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -38,7 +35,6 @@ PROFILES = [
     {"slug": "jupyterlab", "display_name": "JupyterLab (Python)", "default": True},
     {"slug": "gpu", "display_name": "GPU (ml only)", "groups": ["ml"]},
 ]
-TIMES: dict[str, float] = {}
 
 
 def get_json(cluster, path: str) -> dict | None:
@@ -176,7 +172,6 @@ print(json.dumps(out))
 def test_alice_spawns_through_the_api_server_and_uses_scoped_s3(kube_platform, alice, kube_cluster, kube_namespace, kubelet):
     ns = kube_namespace
     elapsed, events = spawn_with_progress(alice)
-    TIMES["kube_spawn_s"] = round(elapsed, 2)
     print(f"\nkube spawn (POST -> ready, through kube-apiserver + process kubelet): {elapsed:.2f} s")
 
     # progress: labdeck's own steps and KubeSpawner's pod events, merged
@@ -259,8 +254,10 @@ def test_forged_group_profile_is_403_and_creates_no_pod(kube_platform, kube_clus
     before = {p["metadata"]["name"] for p in user_pods(kube_cluster, kube_namespace)}
     r = carol.api("POST", carol.server_path(), json={"profile": "gpu"})
     assert r.status_code == 403, (r.status_code, r.text[:300])
-    assert "ml" in r.json().get("message", "") or "group" in r.json().get("message", "").lower()
-    time.sleep(2)  # nothing may appear later either
+    assert r.json()["message"] == "The profile 'GPU (ml only)' is restricted to the group(s) ml"
+    # the hub has no pending or running server for her: nothing can create a pod later
+    carol_model = carol.api("GET", "/users/carol").json()
+    assert carol_model["servers"] == {} and carol_model["pending"] is None, carol_model
     assert pod_of(kube_cluster, kube_namespace, "carol") is None
     assert {p["metadata"]["name"] for p in user_pods(kube_cluster, kube_namespace)} == before
     secrets = get_json(kube_cluster, f"/api/v1/namespaces/{kube_namespace}/secrets")["items"]
@@ -313,30 +310,3 @@ def test_names_that_collide_after_naive_escaping_get_distinct_valid_objects(kube
         eventually(lambda n=n: pod_of(kube_cluster, kube_namespace, n) is None, what=f"{n}'s pod deleted")
         eventually(lambda n=n: get_json(kube_cluster, f"/api/v1/namespaces/{kube_namespace}/secrets/{secrets[n]}") is None,
                    what=f"{n}'s secret deleted")
-
-
-def test_spawn_time_kube_vs_local_same_machine(kube_platform, tmp_path_factory):
-    """Reported, not asserted: the same spawn with the local spawner, in this run."""
-    state = tmp_path_factory.mktemp("labdeck-local") / "state"
-    plat = start_platform(state)
-    try:
-        c = HubClient(plat.url).login("alice", plat.password)
-        t0 = time.monotonic()
-        c.start_server(timeout=150)
-        TIMES["local_spawn_s"] = round(time.monotonic() - t0, 2)
-        # a second spawn of each (warm: PVC and home exist, caches warm)
-        c.stop_server()
-        t0 = time.monotonic()
-        c.start_server(timeout=150)
-        TIMES["local_respawn_s"] = round(time.monotonic() - t0, 2)
-        c.stop_server()
-    finally:
-        plat.stop()
-    k = HubClient(kube_platform.url).login("alice", kube_platform.password)
-    t0 = time.monotonic()
-    k.start_server(timeout=150)
-    TIMES["kube_respawn_s"] = round(time.monotonic() - t0, 2)
-    k.stop_server()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "spawn_times.json").write_text(json.dumps(TIMES, indent=2))
-    print(f"\nspawn times (s), one run on this machine: {json.dumps(TIMES)}")

@@ -24,7 +24,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.kube.cluster import LocalCluster
-from tests.kube.kubelet import KubeletThread, ProcessKubelet, raw
+from tests.kube.kubelet import _pick_mount_mode, KubeletThread, ProcessKubelet, raw
 
 pytestmark = pytest.mark.k8s
 
@@ -331,6 +331,31 @@ async def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not any(alive(p) for p in pids.values())
     assert not workdir.exists()
     assert not any(token.encode() in log for log in logs)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runAsUser needs root")
+async def test_run_as_user_with_empty_dir_over_tmp(kube_cluster: LocalCluster, core: client.CoreV1Api,
+                                                   tmp_path: Path) -> None:
+    """``run_as_user``: the process has the pod's uid, gid and fsGroup, and writes its emptyDir at /tmp."""
+    if _pick_mount_mode("auto") != "unshare":
+        pytest.skip("no private mount namespaces here")
+    ns = pod_name("runas")
+    await core.create_namespace({"metadata": {"name": ns}})
+    thread = KubeletThread(ProcessKubelet(str(kube_cluster.kubeconfig), ns, node_name="labdeck-runas-node",
+                                          workdir=tmp_path / "kubelet", run_as_user=True, ip_prefix="127.0.5."))
+    kubelet = await asyncio.to_thread(thread.start)
+    try:
+        pod = _pod("who", ["sh", "-c", "id -u; id -g; id -G; echo x > /tmp/probe && cat /tmp/probe; ls -ld /tmp/probe"],
+                   volumes=[{"name": "tmp", "emptyDir": {}}], mounts=[{"name": "tmp", "mountPath": "/tmp"}])
+        pod["spec"]["securityContext"] = {"runAsUser": 65534, "runAsGroup": 65533, "fsGroup": 4242}
+        await core.create_namespaced_pod(ns, pod)
+        await eventually(lambda: _phase(core, ns, "who", "Succeeded"), what="Succeeded")
+        lines = kubelet.log_path("who").read_text().split("\n")
+        assert lines[:4] == ["65534", "65533", "65533 4242", "x"], lines
+        assert lines[4].split()[2] == "65534" or lines[4].split()[2] == "nobody", lines[4]
+        assert not Path("/tmp/probe").exists(), "the emptyDir, not the host's /tmp"
+    finally:
+        await asyncio.to_thread(thread.stop)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

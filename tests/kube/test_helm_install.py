@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.chart.chartlib import CHART, _helm_path
+from tests.helpers.required import missing
 
 pytestmark = [pytest.mark.k8s, pytest.mark.chart]
 
@@ -42,7 +43,7 @@ CLUSTER_SCOPED = {"PriorityClass", "ClusterRole", "ClusterRoleBinding", "Namespa
 def helm(kube_cluster, tmp_path_factory):
     path, reason = _helm_path()
     if path is None:
-        pytest.skip(f"helm unavailable: {reason}")
+        missing("helm", reason)
     home = tmp_path_factory.mktemp("helm-home")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -86,3 +86,33 @@ def test_volumes_items_and_modes(tmp_path: Path) -> None:
     assert "mount --bind" in script and "remount,bind,ro /etc/s" in script
     assert script.rstrip().endswith('exec "$@"')
     assert podspec.rewrite_paths({"HOME": "/home/jovyan"}, mounts) == {"HOME": str(plan.paths["home"])}
+
+
+@pytest.mark.parametrize(
+    "pod_sc, container_sc, expect",
+    [
+        ({}, {}, []),
+        ({"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 100}, {},
+         ["setpriv", "--reuid=1000", "--regid=1000", "--groups=100", "--"]),
+        ({"runAsUser": 1000, "fsGroup": 100, "supplementalGroups": [5, 100]}, {"runAsUser": 65534, "runAsGroup": 65534},
+         ["setpriv", "--reuid=65534", "--regid=65534", "--groups=100,5", "--"]),
+        ({"runAsUser": 0}, {}, ["setpriv", "--reuid=0", "--regid=0", "--clear-groups", "--"]),
+        ({"fsGroup": 100}, {}, []),
+    ],
+    ids=["none", "pod", "container-over-pod", "root-explicit", "group-only"],
+)
+def test_run_as_follows_security_context(pod_sc, container_sc, expect) -> None:
+    pod = {"spec": {"securityContext": pod_sc}}
+    assert podspec.run_as(pod, {"securityContext": container_sc}) == expect
+
+
+@pytest.mark.parametrize("bad", ["1000", -1, True, 1.5])
+def test_run_as_refuses_what_is_not_a_uid(bad) -> None:
+    with pytest.raises(podspec.PodSpecError, match="unsupported uid/gid"):
+        podspec.run_as({"spec": {"securityContext": {"runAsUser": bad}}}, {})
+
+
+def test_empty_dir_is_writable_by_any_uid(tmp_path: Path) -> None:
+    pod = {"spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}
+    plan = podspec.materialize_volumes(pod, tmp_path, lookup, lambda c: tmp_path / c)
+    assert stat.S_IMODE(plan.paths["tmp"].stat().st_mode) == 0o777
