@@ -224,8 +224,8 @@ def secure_state_dir(state) -> None:
             continue
         if entry.name == "homes":
             os.chmod(entry, 0o711)
-        elif entry.name == "server-env":
-            continue  # 0755: the interpreter servers run (labdeck.hub.local.serverenv)
+        elif entry.name in ("server-env", "server-env-python"):
+            continue  # 0755: the interpreter servers run and its portable copy (labdeck.hub.local.serverenv)
         elif entry.is_dir():
             os.chmod(entry, 0o700)
         else:

@@ -15,6 +15,7 @@ import requests
 
 from labdeck.credentials import metadata, peeruid
 from tests.helpers.platform import free_port
+from tests.helpers.required import missing
 
 TOKEN = "hub-token-of-alice"
 ACCESS = "ya29.local-access-token"
@@ -117,8 +118,9 @@ def _gargle():
     return subprocess.run(["Rscript", "-e", "library(gargle)"], capture_output=True, timeout=60).returncode == 0
 
 
-@pytest.mark.skipif(not _gargle(), reason="R's gargle is not installed (make r-deps)")
 def test_real_gargle_token_fetch_finds_the_token(endpoint, tmp_path):
+    if not _gargle():
+        missing("R", "R's gargle is not installed (make r-deps)")
     code = (
         "tok <- gargle::token_fetch(scopes = 'https://www.googleapis.com/auth/bigquery')\n"
         "cat(class(tok)[1], tok$credentials$access_token, '\\n')\n"

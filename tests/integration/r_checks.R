@@ -35,21 +35,27 @@ status <- function(out) if (is.null(attr(out, "status"))) 0 else attr(out, "stat
 t1 <- Sys.time()
 up <- aws("cp", f, paste0(home, "from-r.txt"))
 cat("cli-own-cp", status(up), "\n")
+if (status(up) != 0) cat("cli-own-cp-output", gsub("[\r\n]+", " ", paste(up, collapse = " ")), "\n")
 cat("cli-cp-seconds", format(as.numeric(Sys.time() - t1, units = "secs"), digits = 3), "\n")
 back <- aws("cp", paste0(home, "from-r.txt"), "-")
 cat("cli-own-read", status(back), back[1], "\n")
 denied <- aws("cp", f, paste0(Sys.getenv("BOB_HOME"), "from-alice.txt"))
 cat("cli-bob-cp", status(denied), any(grepl("AccessDenied", denied)), "\n")
 
-boto3 <- reticulate::import("boto3")
-s3 <- boto3$client("s3")
-parts <- regmatches(home, regexec("^s3://([^/]+)/(.*)$", home))[[1]]
-s3$put_object(Bucket = parts[2], Key = paste0(parts[3], "from-boto3.txt"), Body = "via reticulate")
-body <- s3$get_object(Bucket = parts[2], Key = paste0(parts[3], "from-boto3.txt"))$Body$read()$decode()
-cat("boto3-own", body, "\n")
-bob <- regmatches(Sys.getenv("BOB_HOME"), regexec("^s3://([^/]+)/(.*)$", Sys.getenv("BOB_HOME")))[[1]]
-err <- tryCatch({
-  s3$get_object(Bucket = bob[2], Key = paste0(bob[3], "secret.txt"))
-  "ALLOWED"
-}, error = function(e) if (grepl("AccessDenied", conditionMessage(e))) "AccessDenied" else conditionMessage(e))
-cat("boto3-bob", err, "\n")
+boto3 <- tryCatch(reticulate::import("boto3"), error = function(e) e)
+if (inherits(boto3, "error")) {
+  cat("boto3-own UNAVAILABLE", gsub("[\r\n]+", " ", conditionMessage(boto3)), "\n")
+  cat("boto3-bob UNAVAILABLE\n")
+} else {
+  s3 <- boto3$client("s3")
+  parts <- regmatches(home, regexec("^s3://([^/]+)/(.*)$", home))[[1]]
+  s3$put_object(Bucket = parts[2], Key = paste0(parts[3], "from-boto3.txt"), Body = "via reticulate")
+  body <- s3$get_object(Bucket = parts[2], Key = paste0(parts[3], "from-boto3.txt"))$Body$read()$decode()
+  cat("boto3-own", body, "\n")
+  bob <- regmatches(Sys.getenv("BOB_HOME"), regexec("^s3://([^/]+)/(.*)$", Sys.getenv("BOB_HOME")))[[1]]
+  err <- tryCatch({
+    s3$get_object(Bucket = bob[2], Key = paste0(bob[3], "secret.txt"))
+    "ALLOWED"
+  }, error = function(e) if (grepl("AccessDenied", conditionMessage(e))) "AccessDenied" else conditionMessage(e))
+  cat("boto3-bob", err, "\n")
+}

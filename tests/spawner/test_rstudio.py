@@ -9,6 +9,8 @@ import stat
 
 import pytest
 
+from tests.helpers.required import missing
+
 jupyter_rsession_proxy = pytest.importorskip("jupyter_rsession_proxy")
 
 RSERVER_HELP = """#!/bin/sh
@@ -80,8 +82,9 @@ def test_rsession_standalone_command(fake_rserver):
     ]
 
 
-@pytest.mark.skipif(not __import__("shutil").which("R"), reason="R is not installed (make r-deps)")
 def test_rsession_environment_names_r_only(fake_rserver, monkeypatch):
+    if not __import__("shutil").which("R"):
+        missing("R", "R is not installed (make r-deps)")
     monkeypatch.setenv("PATH", os.environ["PATH"] + ":/usr/local/bin:/usr/bin")
     env = jupyter_rsession_proxy.setup_rsession()["environment"](port=8787)
     assert sorted(env) == ["RSTUDIO_DEFAULT_R_VERSION", "RSTUDIO_DEFAULT_R_VERSION_HOME", "R_DOC_DIR", "R_HOME", "R_INCLUDE_DIR", "R_SHARE_DIR"]
