@@ -1,10 +1,12 @@
 """Credential broker latency and single-flight, on loopback against the real embedded default.
 
-    python bench/broker.py [--requests 1000] [--fresh-users 200] [--concurrent 50] [--out bench/results]
+    python bench/broker.py [--requests 1000] [--fresh-users 200] [--storm 40] [--concurrent 50] [--out bench/results]
 
 - cached: p50/p99 of N sequential ``aws/credentials`` calls by one user (cache hits);
-- fresh: p50/p99 of first calls by distinct users (each a cache miss: IAM role
-  create/put-policy + STS AssumeRole in moto), for aws and gcp;
+- fresh: p50/p99 of first calls by distinct users, one after another (each a cache
+  miss: one STS AssumeRole with the person's session policy in moto), for aws and gcp;
+- storm: S new people's first ``aws/credentials`` calls all at once (what a storm of
+  first logins asks of the broker): p50 and last, and the wall time until all are issued;
 - single-flight: C concurrent first requests for one new user → upstream calls (goal: 1).
 """
 
@@ -36,6 +38,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--fresh-users", type=int, default=200)
+    ap.add_argument("--storm", type=int, default=40)
     ap.add_argument("--concurrent", type=int, default=50)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = ap.parse_args(argv)
@@ -59,12 +62,25 @@ def main(argv=None):
                 r.raise_for_status()
                 return dt
 
+            def call_new_session(token):
+                # a session per thread (requests.Session is not thread-safe)
+                t = time.perf_counter()
+                r = requests.get(f"{broker}aws/credentials", headers={"Authorization": f"token {token}"}, timeout=60)
+                r.raise_for_status()
+                return (time.perf_counter() - t) * 1000
+
             tok = user_token("bench-cached")
             call(tok)
             cached = [call(tok) for _ in range(args.requests)]
             tokens = [user_token(f"bench-fresh-{i}") for i in range(args.fresh_users)]
             fresh_aws = [call(t, "aws") for t in tokens]
             fresh_gcp = [call(t, "gcp") for t in tokens]
+
+            storm_tokens = [user_token(f"bench-storm-{i}") for i in range(args.storm)]
+            t0 = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.storm) as pool:
+                storm = list(pool.map(lambda t: call_new_session(t), storm_tokens))
+            storm_wall = (time.perf_counter() - t0) * 1000
 
             before = http.get(broker + "health", timeout=10).json()["upstream_calls"]
             tok = user_token("bench-flight")
@@ -78,6 +94,7 @@ def main(argv=None):
         "cached_ms": {"n": len(cached), "p50": round(pct(cached, 50), 2), "p99": round(pct(cached, 99), 2), "mean": round(statistics.mean(cached), 2)},
         "fresh_aws_ms": {"n": len(fresh_aws), "p50": round(pct(fresh_aws, 50), 2), "p99": round(pct(fresh_aws, 99), 2)},
         "fresh_gcp_ms": {"n": len(fresh_gcp), "p50": round(pct(fresh_gcp, 50), 2), "p99": round(pct(fresh_gcp, 99), 2)},
+        "storm_aws_ms": {"n": len(storm), "p50": round(pct(storm, 50), 2), "max": round(max(storm), 2), "wall": round(storm_wall, 2)},
         "single_flight": {"concurrent_first_requests": args.concurrent, "upstream_calls": after - before},
     }
     out = Path(args.out)
@@ -87,6 +104,8 @@ def main(argv=None):
     for key in ("cached_ms", "fresh_aws_ms", "fresh_gcp_ms"):
         r = result[key]
         print(f"{key:22}{r['n']:>6}{r['p50']:>10}{r['p99']:>10}")
+    st = result["storm_aws_ms"]
+    print(f"storm: {st['n']} new people at once -> p50 {st['p50']} ms, last {st['max']} ms, all issued in {st['wall']} ms")
     sf = result["single_flight"]
     print(f"{sf['concurrent_first_requests']} concurrent first requests -> {sf['upstream_calls']} upstream call(s)")
     return 0

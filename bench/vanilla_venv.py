@@ -5,13 +5,16 @@ holds JupyterHub and JupyterLab installed from the package index by pip with the
 pins below and *nothing else* — no labdeck, no extensions, none of labdeck's
 requirement files or overrides. It is created when missing and rebuilt when its
 stamp (the pins and the base interpreter) differs, so ``bench/`` always measures a
-fresh ``pip install jupyterhub jupyterlab`` as a team would have it.
+fresh ``pip install jupyterhub jupyterlab`` as a team would have it. A venv cannot be
+built elsewhere and renamed (its scripts name its path), so two benchmarks at once take
+a lock (``vanilla-venv.lock``, flock) and the second finds the first's venv ready.
 
 ``python bench/vanilla_venv.py`` (or ``make bench-vanilla``) builds it and prints its path.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -46,6 +49,13 @@ def python() -> Path:
 
 def ensure(quiet: bool = True) -> Path:
     """Create (or rebuild) the vanilla venv if needed; return its ``bin`` directory."""
+    venv_dir().parent.mkdir(parents=True, exist_ok=True)
+    with open(venv_dir().with_name("vanilla-venv.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(quiet)
+
+
+def _ensure_locked(quiet: bool) -> Path:
     d = venv_dir()
     stamp = d / ".labdeck-bench-stamp"
     want = _stamp_data()

@@ -26,15 +26,14 @@ from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
 from .cache import CredentialCache
-from .grants import GrantConfigError, resolve_grants, validate_grant_config
-from .handlers import CredentialsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
+from .grants import GrantConfigError, grants_view, resolve_grants, validate_grant_config
+from .handlers import CredentialsHandler, GrantsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
 from .metrics import BrokerMetrics
 from .providers.base import CredentialProvider, Identity, UpstreamError
 
 #: provider names usable in ``BrokerApp.providers`` → "module:Class" (imported on use)
 PROVIDER_CLASSES: dict[str, str] = {
     "aws": "labdeck.credentials.providers.aws:AWSProvider",
-    "local-aws": "labdeck.credentials.providers.local_aws:LocalAWSProvider",
     "gcp": "labdeck.credentials.providers.gcp:GCPProvider",
     "local-gcp": "labdeck.credentials.providers.local_gcp:LocalGCPProvider",
 }
@@ -59,7 +58,7 @@ class BrokerApp(LabdeckServiceApp):
 
     providers = List(
         Unicode(),
-        ["local-aws"],
+        ["aws"],
         config=True,
         help=f"""Credential providers to enable, by name.
 
@@ -192,6 +191,7 @@ class BrokerApp(LabdeckServiceApp):
             [
                 (prefix + r"health", HealthHandler),
                 (prefix + r"whoami", WhoAmIHandler),
+                (prefix + r"grants", GrantsHandler),
                 (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
                 (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
                 *self.base_handlers(),
@@ -295,6 +295,12 @@ class BrokerApp(LabdeckServiceApp):
             "grants": [g for g in grants.sources],
             **{name: p.describe(ident) for name, p in self.providers_by_name.items()},
         }
+
+    def grants_view(self, ident: Identity) -> dict:
+        """The caller's browsable grants (``GET grants``): S3 prefixes and BigQuery datasets."""
+        grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
+        described = {name: p.describe(ident) for name, p in self.providers_by_name.items()}
+        return grants_view(ident.name, grants, described)
 
     def health(self) -> dict:
         return {

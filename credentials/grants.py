@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from labdeck.hub.contract import home_prefix
+
 ACCESS_LEVELS = ("ro", "rw")
 
 
@@ -185,3 +187,43 @@ def resolve_grants(config: dict, username: str, groups: list[str] | tuple[str, .
         bigquery=tuple(BigQueryGrant(d, a, bq_sa.get(d, "")) for d, a in sorted(bq.items())),
         sources=tuple(sources),
     )
+
+
+def grants_view(username: str, grants: Grants, described: dict[str, dict]) -> dict:
+    """What ``username`` may browse, for the data UIs (no secrets): the broker's ``grants`` reply.
+
+    Parameters
+    ----------
+    username : str
+        The caller.
+    grants : Grants
+        :func:`resolve_grants` for the caller.
+    described : dict
+        Provider name -> that provider's ``describe()`` for the caller
+        (``aws``: ``bucket``; ``gcp``: ``project`` and ``dataset``).
+
+    Returns
+    -------
+    dict
+        ``s3``: ``bucket``, ``prefixes`` (the home first, read-write, then the
+        grants, each ``{"prefix", "access"}``) and ``denied`` (restricted
+        prefixes under a granted one); ``bigquery``: ``project`` and
+        ``datasets`` (the caller's own, read-write, then the grants). A
+        section is absent when no provider serves that cloud.
+    """
+    view: dict = {"name": username}
+    aws = described.get("aws") or {}
+    if aws.get("bucket"):
+        home = home_prefix(username)
+        prefixes = [{"prefix": home, "access": "rw"}]
+        prefixes += [{"prefix": g.prefix, "access": g.access} for g in grants.s3 if g.prefix != home]
+        view["s3"] = {"bucket": aws["bucket"], "prefixes": prefixes, "denied": list(grants.s3_denied)}
+    gcp = described.get("gcp") or {}
+    if gcp.get("project"):
+        datasets = []
+        if gcp.get("dataset"):
+            datasets.append({"dataset": f"{gcp['project']}.{gcp['dataset']}", "access": "rw"})
+        datasets += [{"dataset": g.dataset, "access": g.access} for g in grants.bigquery
+                     if g.dataset not in {d["dataset"] for d in datasets}]
+        view["bigquery"] = {"project": gcp["project"], "datasets": datasets}
+    return view

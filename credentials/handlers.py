@@ -85,6 +85,22 @@ class WhoAmIHandler(BrokerHandler):
         self.finish(json.dumps(self.broker.describe(ident)))
 
 
+class GrantsHandler(BrokerHandler):
+    """``GET <prefix>grants``: the caller's S3 prefixes and BigQuery datasets (no secrets).
+
+    What the data UIs in the person's server (labdeck.data) list: the server
+    calls it with its own JupyterHub API token, so it only ever learns its own
+    user's grants.
+    """
+
+    async def get(self):
+        ident = await self.identity()
+        try:
+            self.finish(json.dumps(self.broker.grants_view(ident)))
+        except GrantConfigError as e:
+            raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
+
+
 class HealthHandler(BrokerHandler):
     """``GET <prefix>health``: liveness and counters, no authentication, no secrets."""
 

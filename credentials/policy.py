@@ -1,10 +1,10 @@
 """Pure builders for what the AWS providers send: names, IAM policies, AssumeRole parameters.
 
 No SDK calls and no state: every function takes plain values and returns plain
-values, so tests compare whole dicts. One policy builder serves both AWS
-paths: the local provider puts it on a per-user IAM role (moto evaluates a
-role's own policies but ignores session policies), the real-AWS provider sends
-it as the AssumeRole session policy of one shared role.
+values, so tests compare whole dicts. The policy is sent as the AssumeRole
+session policy of one shared role, on AWS and against the embedded default's
+local endpoint alike (it evaluates session policies and ``s3:prefix``
+conditions as AWS does, :mod:`labdeck.emulators.aws_iam`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from jupyterhub.slugs import safe_slug
 
 from .grants import Grants
 
-#: IAM role names are at most 64 characters; leave room for the prefix.
-ROLE_PREFIX = "labdeck-user-"
 #: STS RoleSessionName: 2-64 characters of [\w+=,.@-].
 SESSION_NAME_MAX = 64
 
@@ -40,14 +38,14 @@ def s3_home_url(bucket: str, username: str) -> str:
     return f"s3://{bucket}/{home_prefix(username)}"
 
 
-def role_name(username: str) -> str:
-    """The per-user IAM role name used by the local provider (valid, collision-free)."""
-    return ROLE_PREFIX + safe_slug(username, max_length=64 - len(ROLE_PREFIX))
-
-
 def role_session_name(username: str) -> str:
     """An STS ``RoleSessionName`` for ``username`` (valid for any username)."""
     return safe_slug(username, max_length=SESSION_NAME_MAX)
+
+
+def _prefix_patterns(prefixes) -> list[str]:
+    """``s3:prefix`` patterns matching listings inside ``prefixes`` (``p/*``) and of the folder itself (``p``)."""
+    return [p + "*" for p in prefixes] + [p.rstrip("/") for p in prefixes]
 
 
 def _object_arn(bucket: str, prefix: str) -> str:
@@ -70,8 +68,9 @@ def s3_policy(bucket: str, username: str, grants: Grants) -> dict:
     -------
     dict
         Read-write on ``home/<user>/*``, read-only or read-write on each granted
-        prefix, ``ListBucket`` limited by ``s3:prefix`` to those prefixes, and an
-        explicit deny on restricted prefixes of groups the user is not in.
+        prefix, ``ListBucket`` limited by ``s3:prefix`` to those prefixes (so not
+        the bucket root, nor another person's home), and an explicit deny, of
+        objects and of listing, on restricted prefixes of groups the user is not in.
     """
     home = home_prefix(username)
     rw = [home] + [g.prefix for g in grants.s3 if g.access == "rw" and g.prefix != home]
@@ -83,7 +82,7 @@ def s3_policy(bucket: str, username: str, grants: Grants) -> dict:
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [f"arn:aws:s3:::{bucket}"],
-            "Condition": {"StringLike": {"s3:prefix": [p + "*" for p in listable] + [p.rstrip("/") for p in listable]}},
+            "Condition": {"StringLike": {"s3:prefix": _prefix_patterns(listable)}},
         },
         {
             "Sid": "BucketLocation",
@@ -116,6 +115,16 @@ def s3_policy(bucket: str, username: str, grants: Grants) -> dict:
                 "Resource": [_object_arn(bucket, p) for p in grants.s3_denied],
             }
         )
+        # a restricted prefix under a listable one (shared/analysts/ under shared/) is not listable either
+        statements.append(
+            {
+                "Sid": "DenyListingRestrictedPrefixes",
+                "Effect": "Deny",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}"],
+                "Condition": {"StringLike": {"s3:prefix": _prefix_patterns(grants.s3_denied)}},
+            }
+        )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -124,27 +133,12 @@ def policy_json(policy: dict) -> str:
     return json.dumps(policy, separators=(",", ":"), sort_keys=True)
 
 
-def assume_role_params(role_arn: str, username: str, ttl_seconds: int, session_policy: dict | None) -> dict:
-    """Keyword arguments for ``sts.assume_role``.
-
-    ``session_policy`` is ``None`` when the role itself carries the user's
-    policy (the local provider), and the per-user policy when one shared role
-    is scoped down per session (real AWS).
-    """
-    params = {
+def assume_role_params(role_arn: str, username: str, ttl_seconds: int, session_policy: dict) -> dict:
+    """Keyword arguments for ``sts.assume_role``: the shared role, scoped down to one person by ``session_policy``."""
+    return {
         "RoleArn": role_arn,
         "RoleSessionName": role_session_name(username),
         "DurationSeconds": int(ttl_seconds),
         "Tags": [{"Key": "labdeck-user", "Value": role_session_name(username)}],
-    }
-    if session_policy is not None:
-        params["Policy"] = policy_json(session_policy)
-    return params
-
-
-def trust_policy(principal_arn: str) -> dict:
-    """Trust policy letting the broker's identity assume a per-user role."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal_arn}, "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+        "Policy": policy_json(session_policy),
     }

@@ -1,14 +1,19 @@
 """The local AWS endpoint: moto in server mode (S3, STS, IAM) with IAM enforcement.
 
-Two things are added to moto, both to behave like AWS where it matters to
-labdeck's tests:
+Three things are added to moto, all to behave like AWS where it matters to
+labdeck's isolation and tests:
 
+- **IAM evaluation**: :mod:`labdeck.emulators.aws_iam` decides every request as
+  AWS does, with ``Condition`` blocks (``s3:prefix`` on listings) and STS session
+  policies (a session's permissions are its role's policies intersected with the
+  session policy), so the broker's ``aws`` provider runs unchanged against it;
 - **expiry**: moto accepts assumed-role credentials forever; this wraps its
   WSGI app and rejects requests signed with an expired STS session
   (``ExpiredToken``), so "credentials refresh before expiry" is really tested;
 - **seeding**: :func:`seed` creates the data bucket with a small demo dataset,
-  the IAM user the broker acts as (its keys go to a 0600 file), and then turns
-  IAM enforcement on (``/moto-api/reset-auth``).
+  the IAM user the broker acts as (its keys go to a 0600 file), the one role
+  (:data:`USERS_ROLE`) the broker assumes for everyone with a per-person session
+  policy, as on AWS, and then turns IAM enforcement on (``/moto-api/reset-auth``).
 
 Run: ``python -m labdeck.emulators.aws --port P`` (127.0.0.1 only).
 """
@@ -29,27 +34,42 @@ _CRED_RE = re.compile(r"Credential=([A-Z0-9]{16,128})/")
 
 BROKER_USER = "labdeck-broker"
 VIEWER_USER = "labdeck-viewer"
+#: the role the broker assumes for every person (``AWSProvider.role_arn``), scoped per session
+USERS_ROLE = "labdeck-users"
+#: moto's account (its default, ``MOTO_ACCOUNT_ID``)
+ACCOUNT_ID = "123456789012"
 
-#: what the broker's own IAM user may do: manage per-user roles and assume them
-BROKER_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "iam:CreateRole",
-                "iam:GetRole",
-                "iam:PutRolePolicy",
-                "iam:GetRolePolicy",
-                "iam:TagRole",
-                "sts:AssumeRole",
-                "sts:TagSession",
-                "sts:GetCallerIdentity",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
+
+def users_role_arn(account_id: str = ACCOUNT_ID) -> str:
+    """The ARN of :data:`USERS_ROLE`, what the embedded default sets as ``AWSProvider.role_arn``."""
+    return f"arn:aws:iam::{account_id}:role/{USERS_ROLE}"
+
+
+def broker_policy(account_id: str = ACCOUNT_ID) -> dict:
+    """What the broker's own IAM user may do: assume (and tag sessions of) the users' role, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": users_role_arn(account_id)},
+            {"Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"},
+        ],
+    }
+
+
+def users_role_policy(bucket: str) -> dict:
+    """The users' role's own policy: everything on the data bucket; each session policy narrows it to one person."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}],
+    }
+
+
+def users_role_trust(principal_arn: str) -> dict:
+    """Trust policy of the users' role: the broker's identity may assume it and tag its sessions."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": principal_arn}, "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+    }
 
 
 def _access_key_of(environ) -> str | None:
@@ -103,6 +123,9 @@ class ExpiryMiddleware:
 def make_app():
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from . import aws_iam
+
+    aws_iam.install()
     return ExpiryMiddleware(DomainDispatcherApplication(create_backend_app))
 
 
@@ -146,8 +169,10 @@ def seed(endpoint: str, bucket: str, region: str, credentials_file: str, viewer_
     """Seed a fresh moto server and turn IAM enforcement on.
 
     Creates ``bucket`` with ``shared/demo/trips.csv``, the broker's IAM user
-    with :data:`BROKER_POLICY`, writes that user's keys to ``credentials_file``
-    (an AWS shared-credentials file, mode 0600), then enables enforcement.
+    with :func:`broker_policy`, the role :data:`USERS_ROLE` it assumes for
+    people (:func:`users_role_policy`, trusting the broker), writes the
+    broker's keys to ``credentials_file`` (an AWS shared-credentials file, mode
+    0600), then enables enforcement.
 
     Returns
     -------
@@ -176,7 +201,14 @@ def seed(endpoint: str, bucket: str, region: str, credentials_file: str, viewer_
         user = iam.create_user(UserName=BROKER_USER)["User"]
     except iam.exceptions.EntityAlreadyExistsException:
         user = iam.get_user(UserName=BROKER_USER)["User"]
-    iam.put_user_policy(UserName=BROKER_USER, PolicyName="labdeck-broker", PolicyDocument=json.dumps(BROKER_POLICY))
+    account = user["Arn"].split(":")[4]
+    iam.put_user_policy(UserName=BROKER_USER, PolicyName="labdeck-broker", PolicyDocument=json.dumps(broker_policy(account)))
+    trust = json.dumps(users_role_trust(user["Arn"]))
+    try:
+        iam.create_role(RoleName=USERS_ROLE, AssumeRolePolicyDocument=trust, MaxSessionDuration=43200)
+    except iam.exceptions.EntityAlreadyExistsException:
+        iam.update_assume_role_policy(RoleName=USERS_ROLE, PolicyDocument=trust)
+    iam.put_role_policy(RoleName=USERS_ROLE, PolicyName="labdeck-data", PolicyDocument=json.dumps(users_role_policy(bucket)))
     key = iam.create_access_key(UserName=BROKER_USER)["AccessKey"]
     write_credentials_file(credentials_file, key["AccessKeyId"], key["SecretAccessKey"])
     if viewer_credentials_file:

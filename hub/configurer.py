@@ -39,6 +39,12 @@ NOT_ISOLATED_HTML = (
     "so people can read each other's files. Ask your admin to run labdeck as root (one OS user per person)."
 )
 
+#: every page of a local hub that cannot enforce server sizes (not root, or no cgroups)
+NOT_LIMITED_HTML = (
+    "<strong>Server sizes are not enforced here</strong>: one server can use all of this machine's memory and CPU. "
+    "Ask your admin to run labdeck as root (one cgroup per server)."
+)
+
 #: scopes of each labdeck service's own token
 SERVICE_SCOPES = {
     contract.BROKER: ["read:users", "read:users:groups"],
@@ -84,7 +90,6 @@ def enabled_services(v: Values) -> list[str]:
 
 
 # --------------------------------------------------------------------- sections
-
 
 def update_hub(c: Config, v: Values, mode: Mode) -> None:
     hub = c.JupyterHub
@@ -173,7 +178,9 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
         value = v(key, default)
         if value is not None:
             setattr(sp, trait, value)
-    sp.environment = dict(v("singleuser.extraEnv", {}))
+    # singleuser.data: the S3 drive and the BigQuery panel in JupyterLab (labdeck.data), on by default
+    data = {env: "1" if v(f"singleuser.data.{key}.enabled", True) else "0" for key, env in contract.DATA_FEATURES.items()}
+    sp.environment = {**dict(v("singleuser.extraEnv", {})), **data}
 
     mixin = c.LabdeckSpawnerMixin
     mixin.broker_url = contract.service_url(mode.server_service_urls[contract.BROKER], contract.BROKER)
@@ -211,11 +218,18 @@ def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
     sp.os_users = bool(b.get("os_users"))
     if b.get("server_bin"):
         sp.server_bin = b["server_bin"]
-    if not sp.os_users:
+    # sizes (Spawner.mem_limit/cpu_limit, as on Kubernetes) enforced with a cgroup per server (labdeck.spawner.locallimits)
+    limits = b.get("limits") or {}
+    sp.enforce_limits = bool(limits)
+    if limits:
+        sp.cgroup_group = limits["group"]
+    notes = ([] if sp.os_users else [NOT_ISOLATED_HTML]) + ([] if limits else [NOT_LIMITED_HTML])
+    if notes:
         tv = c.JupyterHub.template_vars
+        note = "<br>".join(notes)
         # every page, and the home page (whose own banner would otherwise replace it)
-        home = f"{tv['announcement_home']}<br>{NOT_ISOLATED_HTML}" if tv.get("announcement_home") else NOT_ISOLATED_HTML
-        c.JupyterHub.template_vars = {**tv, "announcement": NOT_ISOLATED_HTML, "announcement_home": home}
+        home = f"{tv['announcement_home']}<br>{note}" if tv.get("announcement_home") else note
+        c.JupyterHub.template_vars = {**tv, "announcement": note, "announcement_home": home}
 
 
 def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
@@ -255,7 +269,7 @@ def update_kube_backend(c: Config, v: Values, mode: Mode) -> None:
         args.append("--allow-root")
     ks.args = args
     home = v("singleuser.storage.homeMountPath", contract.KUBE_HOME)
-    env = {**dict(v("singleuser.extraEnv", {})), "HOME": home}
+    env = {**dict(c.Spawner.environment), "HOME": home}  # extraEnv and singleuser.data (update_spawner)
     if b.get("path"):
         env["PATH"] = b["path"]
     ks.environment = env

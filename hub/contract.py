@@ -117,6 +117,11 @@ ENV_BQ_DATASET = "LABDECK_BQ_DATASET"
 ENV_PROFILE = "LABDECK_PROFILE"
 ENV_SIZE = "LABDECK_SIZE"
 ENV_ONBOARDING_DIRS = "LABDECK_ONBOARDING_DIRS"
+#: the data UIs in JupyterLab (labdeck.data), "1" or "0" (values singleuser.data.*)
+ENV_S3_DRIVE = "LABDECK_S3_DRIVE"
+ENV_BIGQUERY_PANEL = "LABDECK_BIGQUERY_PANEL"
+#: values key under ``singleuser.data`` -> its variable
+DATA_FEATURES = {"s3Drive": ENV_S3_DRIVE, "bigqueryPanel": ENV_BIGQUERY_PANEL}
 #: read by services and the runner
 ENV_STATE_DIR = "LABDECK_STATE_DIR"
 ENV_PROXY_URL = "LABDECK_PROXY_URL"

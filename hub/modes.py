@@ -23,7 +23,7 @@ from . import contract
 MODE_TABLE: dict[str, str] = {
     # -- backend: local processes or pods
     "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
-    "LabdeckLocalProcessSpawner.*": "backend: local homes directory, OS users and the servers' interpreter (only the local backend has them)",
+    "LabdeckLocalProcessSpawner.*": "backend: local homes directory, OS users, the servers' interpreter and their cgroups (only the local backend has them; a pod's limits come from the same Spawner.mem_limit/cpu_limit)",
     "JupyterHub.tornado_settings": "TLS: with LABDECK_TLS_* the embedded default's proxy serves HTTPS itself, so the hub adds HSTS and secure cookies (on Kubernetes TLS ends before the proxy Service)",
     "JupyterHub.template_vars": "backend: local servers without OS users are not isolated, and every page says so",
     "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",
@@ -116,6 +116,8 @@ def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
     backend_settings = {"homes_dir": f"{state}/homes", "os_users": bool(settings.get("os_users"))}
     if settings.get("server_bin"):
         backend_settings["server_bin"] = settings["server_bin"]
+    if settings.get("limits"):
+        backend_settings["limits"] = dict(settings["limits"])
     if kube:
         backend_settings = {**kube, "hub_connect_url": f"http://127.0.0.1:{settings['hub_port']}"}
     return Mode(

@@ -126,6 +126,10 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         """The umask the cold start's ``preexec_fn`` sets, or None to keep the hub's (override with ``warm_ids``)."""
         return None
 
+    def warm_cgroup_procs(self):
+        """``cgroup.procs`` files the cold start's ``preexec_fn`` joins, or None (override for limits)."""
+        return None
+
     async def _warm_claim(self, env: dict, args: list[str]) -> int | None:
         if self.warm_pool_size <= 0:
             return None
@@ -134,7 +138,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
             self.log.debug("Warm pool not used for %s: %s", self._log_name, why)
             return None
         pool = warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log)
-        identity = warmpool.identity_for(list(self.cmd), args, env, self.home_dir, self.warm_ids(), self.warm_umask())
+        identity = warmpool.identity_for(list(self.cmd), args, env, self.home_dir, self.warm_ids(), self.warm_umask(), self.warm_cgroup_procs())
         return await pool.claim(identity)
 
     # ------------------------------------------------------------ progress

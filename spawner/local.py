@@ -17,6 +17,7 @@ from traitlets import Unicode, default
 
 from . import homefiles, onboarding
 from .fastlocal import FastLocalProcessSpawner
+from .locallimits import LimitsMixin
 from .localusers import OSUsersMixin
 from .mixin import LabdeckSpawnerMixin
 
@@ -42,8 +43,8 @@ def local_capabilities() -> dict[str, str]:
     return missing
 
 
-class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, OSUsersMixin, FastLocalProcessSpawner):
-    """A local-process user server with labdeck's credential wiring (start queue, warm pool: see fastlocal)."""
+class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin, FastLocalProcessSpawner):
+    """A local-process user server with labdeck's credential wiring (limits: locallimits; start queue, warm pool: fastlocal)."""
 
     homes_dir = Unicode(
         config=True,

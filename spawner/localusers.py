@@ -61,9 +61,9 @@ class OSUsersMixin(Configurable):
     _labdeck_account: osusers.Account | None = None
 
     def labdeck_account(self) -> osusers.Account:
-        """The person's account (created the first time). Root only."""
+        """The person's account (created the first time, re-homed after the state directory moved). Root only."""
         if self._labdeck_account is None or self._labdeck_account.hub_name != self.user.name:
-            self._labdeck_account = osusers.ensure_account(self.user.name, self.home_dir)
+            self._labdeck_account = osusers.ensure_account(self.user.name, self.home_dir, log=self.log)
         return self._labdeck_account
 
     def make_preexec_fn(self, name):
@@ -97,7 +97,16 @@ class OSUsersMixin(Configurable):
             osusers.ensure_home(account)
             return account
 
-        await asyncio.to_thread(prepare)
+        try:
+            await asyncio.to_thread(prepare)
+        except osusers.AccountRefused as e:
+            # the admin's log line says what to run; the person's page says to ask (no traceback, no "Unhandled error")
+            self.log.error("Cannot start %s's server: %s", self.user.name, e.admin_message)
+            from jupyterhub.spawner import SpawnException
+
+            error = SpawnException(e.person_message, reason="os-user", log_message=e.admin_message, status_code=503)
+            error.jupyterhub_message = e.person_message  # what the spawn page shows (jupyterhub.utils.format_exception)
+            raise error from None
 
     async def os_users_write_files(self, files):
         """The backend's ``labdeck_write_files`` with ``os_users``: written, with the onboarding files, as the person."""

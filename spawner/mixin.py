@@ -200,8 +200,9 @@ class LabdeckSpawnerMixin(Configurable):
         ``cpu_limit``, ``mem_limit``, ``cpu_guarantee``, ``mem_guarantee``,
         ``default``, ``groups``.
 
-        Enforced as resource limits on Kubernetes; recorded (``CPU_LIMIT``,
-        ``MEM_LIMIT`` in the server's environment) by the local spawner.
+        Enforced as resource limits on Kubernetes, and by the local spawner as
+        cgroup limits when it runs as root (``LimitsMixin.enforce_limits``);
+        otherwise recorded only (``CPU_LIMIT``, ``MEM_LIMIT`` in the server's environment).
         An empty list hides the size choice.
 
         .. versionadded:: 0.1

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import stat
 import subprocess
 import sys
@@ -43,6 +44,22 @@ UMASK = 0o077
 
 class OSUserError(RuntimeError):
     """An account cannot be created or used; the message is for an admin (no secrets)."""
+
+
+class AccountRefused(OSUserError):
+    """An existing account labdeck will not use as it is.
+
+    ``str(e)`` (and :attr:`admin_message`) says what to run; :attr:`person_message`
+    is what the person sees on the spawn page (no paths, no account details).
+    """
+
+    def __init__(self, admin_message: str, person_message: str):
+        super().__init__(admin_message)
+        self.admin_message = admin_message
+        self.person_message = person_message
+
+
+ASK_ADMIN = "Your admin has been told what to do (see the hub's log); ask them, then start your server again."
 
 
 def system_username(hub_name: str, prefix: str = PREFIX) -> str:
@@ -81,8 +98,15 @@ def _lookup(name: str):
         return None
 
 
-def ensure_account(hub_name: str, home: str, shell: str = "/bin/bash") -> Account:
-    """The account of ``hub_name``, created (``useradd``) the first time. Root only."""
+def ensure_account(hub_name: str, home: str, shell: str = "/bin/bash", log=None) -> Account:
+    """The account of ``hub_name``, created (``useradd``) the first time. Root only.
+
+    An account of labdeck's (its comment names ``hub_name``) whose home is
+    elsewhere - the state directory was moved or recreated - is re-homed
+    (``usermod --home``) when its old home is gone or empty. It is refused
+    with :class:`AccountRefused` when the old home still holds files (they
+    would be silently left behind) or when the account is not labdeck's.
+    """
     name = system_username(hub_name)
     comment = account_comment(hub_name)
     with _lock:
@@ -93,13 +117,61 @@ def ensure_account(hub_name: str, home: str, shell: str = "/bin/bash") -> Accoun
             pw = _lookup(name)
             if pw is None:
                 raise OSUserError(f"could not create system user {name}: {proc.stderr.strip()[:300] or f'useradd exited {proc.returncode}'}")
-    if pw.pw_gecos != comment:
-        raise OSUserError(f"system user {name} exists but is not labdeck's account for {hub_name!r}; refusing to use it")
-    if pw.pw_uid == 0 or pw.pw_gid == 0:
-        raise OSUserError(f"system user {name} has uid or gid 0; refusing to use it")
-    if os.path.realpath(pw.pw_dir) != os.path.realpath(home):
-        raise OSUserError(f"system user {name} has home {pw.pw_dir}, not {home}; refusing to use it")
+        if pw.pw_gecos != comment or pw.pw_uid == 0 or pw.pw_gid == 0:
+            raise foreign_account(hub_name, name, pw.pw_gecos, pw.pw_uid == 0 or pw.pw_gid == 0, home)
+        if os.path.realpath(pw.pw_dir) != os.path.realpath(home):
+            if holds_files(pw.pw_dir):
+                raise home_in_use(hub_name, name, pw.pw_dir, home)
+            proc = subprocess.run(["usermod", "--home", home, name], capture_output=True, text=True, timeout=60)
+            pw = _lookup(name)
+            if pw is None or os.path.realpath(pw.pw_dir) != os.path.realpath(home):
+                raise OSUserError(f"could not re-home system user {name} to {home}: {proc.stderr.strip()[:300] or f'usermod exited {proc.returncode}'}")
+            if log is not None:
+                log.info("System user %s re-homed to %s (its old home is gone: the state directory was moved or recreated)", name, home)
     return Account(hub_name, name, pw.pw_uid, pw.pw_gid, home)
+
+
+def holds_files(path: str) -> bool:
+    """True if ``path`` exists and is anything but an empty directory (without following links)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return True
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is not None
+    except OSError:
+        return True
+
+
+def foreign_account(hub_name: str, name: str, comment: str, privileged: bool, home: str) -> AccountRefused:
+    """Pure: the refusal of an account labdeck did not make for ``hub_name``, with what an admin can run."""
+    q = shlex.quote
+    if privileged:
+        admin = f"system user {name} has uid or gid 0; labdeck never runs {hub_name!r}'s server with it. Remove or rename it (userdel {name})."
+    else:
+        admin = (
+            f"system user {name} exists but is not labdeck's account for {hub_name!r} (its comment is {comment!r}, "
+            f"labdeck's says {account_comment(hub_name)!r}); refusing to use it. If it is an unused leftover, remove it: "
+            f"userdel {name} . To hand it to labdeck instead: usermod --comment {q(account_comment(hub_name))} --home {q(home)} {name}"
+        )
+    person = f"There is already an account named {name} on this machine that labdeck did not create, so your server cannot start. {ASK_ADMIN}"
+    return AccountRefused(admin, person)
+
+
+def home_in_use(hub_name: str, name: str, old: str, new: str) -> AccountRefused:
+    """Pure: the refusal of an account whose home is in another state directory and still holds files."""
+    q = shlex.quote
+    admin = (
+        f"system user {name} has home {old}, which still holds files, but {hub_name!r}'s home is now {new} "
+        f"(the state directory was moved or recreated); refusing to leave those files behind. "
+        f"To keep them: mv {q(old)} {q(new)} && usermod --home {q(new)} {name} . "
+        f"To start {hub_name!r} from scratch instead: usermod --home {q(new)} {name}"
+    )
+    person = f"Your files are still in an earlier labdeck data directory on this machine, so your server will not start without them. {ASK_ADMIN}"
+    return AccountRefused(admin, person)
 
 
 def ensure_home(account: Account) -> None:

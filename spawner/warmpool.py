@@ -113,12 +113,13 @@ def recipe_for(cmd, env: dict, shell_cmd=(), popen_kwargs=None, python: str = sy
     return Recipe(python=interpreter, import_env=tuple(sorted(import_time_env(env).items()))), ""
 
 
-def identity_for(cmd, args, env: dict, cwd: str, ids=None, umask=None) -> dict:
+def identity_for(cmd, args, env: dict, cwd: str, ids=None, umask=None, cgroup_procs=None) -> dict:
     """Pure: the claim message - what a cold ``Popen(cmd + args, env=env, cwd=cwd)`` would get.
 
     ``ids`` is ``(uid, gid, groups)`` when the server runs as the person's OS
     user (the cold start's ``preexec_fn`` drops to the same), ``umask`` what
-    that ``preexec_fn`` sets.
+    that ``preexec_fn`` sets, ``cgroup_procs`` the ``cgroup.procs`` files it
+    joins (the server's size as a limit, :mod:`labdeck.spawner.locallimits`).
     """
     identity = {"argv": [*cmd[1:], *args], "env": dict(env), "cwd": cwd, "sys_path0": os.path.dirname(cmd[0])}
     if ids is not None:
@@ -126,6 +127,8 @@ def identity_for(cmd, args, env: dict, cwd: str, ids=None, umask=None) -> dict:
         identity.update(uid=uid, gid=gid, groups=list(groups))
     if umask is not None:
         identity["umask"] = umask
+    if cgroup_procs:
+        identity["cgroup_procs"] = list(cgroup_procs)
     zygote.check_identity(identity)
     return identity
 

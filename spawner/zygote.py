@@ -12,7 +12,7 @@ copy-on-write forks and then serves the hub over the control socket:
   so nothing personal is ever in the memory that later children copy.
 - the child waits on its socket for one identity message
   (:func:`encode_identity`): argv, environment, working directory, and for
-  OS users uid/gid/groups. It drops to the uid, enters the directory, replaces
+  OS users uid/gid/groups, for limits the cgroups to join. It joins them, drops to the uid, enters the directory, replaces
   its whole environment, answers ``OK`` and runs the server
   (:func:`labdeck.spawner.server.run`) in the same process - the same code a
   cold start execs. If the hub goes away first (EOF) it exits.
@@ -35,7 +35,9 @@ import struct
 import sys
 
 #: identity keys a claim may carry
-IDENTITY_KEYS = {"argv", "env", "cwd", "uid", "gid", "groups", "umask", "sys_path0"}
+IDENTITY_KEYS = {"argv", "env", "cwd", "uid", "gid", "groups", "umask", "sys_path0", "cgroup_procs"}
+#: where a claim may ask a member to join its cgroups (labdeck.spawner.cgroups)
+CGROUP_ROOT = "/sys/fs/cgroup/"
 MAX_MESSAGE = 1 << 20
 
 
@@ -93,6 +95,11 @@ def check_identity(identity) -> None:
     groups = identity.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in groups):
         raise IdentityError("groups must be a list of non-negative integers")
+    procs = identity.get("cgroup_procs") or []
+    if not isinstance(procs, list) or not all(
+        isinstance(p, str) and p.startswith(CGROUP_ROOT) and p.endswith("/cgroup.procs") and "/../" not in p and "\0" not in p for p in procs
+    ):
+        raise IdentityError(f"cgroup_procs must be cgroup.procs files under {CGROUP_ROOT}")
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -134,6 +141,10 @@ def become(identity: dict) -> None:
     """Turn this (forked, nobody's) process into the person's: uid, directory, environment."""
     import tempfile
 
+    for path in identity.get("cgroup_procs") or []:
+        # join the server's cgroups while still the zygote's user: everything the server starts is in them
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
     if identity.get("uid") is not None:
         os.setgroups(list(identity.get("groups") or []))
         os.setgid(identity["gid"])

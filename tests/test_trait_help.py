@@ -4,6 +4,7 @@ import pytest
 from traitlets.config import Configurable
 
 import labdeck.credentials.app as broker_app
+from labdeck.data.s3contents import S3Checkpoints, S3ContentsManager
 from labdeck.hub.auth import LabdeckDevAuthenticator
 from labdeck.hub.oidc import LabdeckOIDCAuthenticator
 from labdeck.runs.app import RunsApp
@@ -14,7 +15,8 @@ from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 
 def labdeck_classes():
-    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp, RunsApp, ViewerApp, LabdeckOIDCAuthenticator}
+    classes = {LabdeckSpawnerMixin, LabdeckLocalProcessSpawner, LabdeckKubeSpawner, LabdeckDevAuthenticator, broker_app.BrokerApp, RunsApp, ViewerApp, LabdeckOIDCAuthenticator,
+               S3ContentsManager, S3Checkpoints}
     classes |= {broker_app.provider_class(k) for k in broker_app.PROVIDER_CLASSES}
     return sorted(classes, key=lambda c: c.__name__)
 

@@ -5,6 +5,10 @@ scoped down by the session policy built in :mod:`labdeck.credentials.policy`.
 The broker's own AWS identity comes from boto3's default chain, so IRSA (web
 identity: ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE`` injected by EKS
 into the broker pod) works without configuration here.
+
+The embedded default runs this same provider against its local endpoint
+(:mod:`labdeck.emulators.aws`), which evaluates session policies and
+conditions as AWS does: one STS call per person, no per-person IAM role.
 """
 
 from __future__ import annotations
@@ -106,10 +110,18 @@ class AWSProvider(CredentialProvider):
         return os.environ.get("AWS_ENDPOINT_URL", "")
 
     def _client_config(self):
-        """botocore ``Config`` for STS/IAM clients: short timeouts, so a hung endpoint fails readably."""
+        """botocore ``Config`` for STS clients: short timeouts, so a hung endpoint fails readably.
+
+        botocore refuses ``DurationSeconds`` below STS's 900 s before sending; the
+        local emulator honours shorter sessions, which the tests use to see
+        credentials really expire, so for those the check is left to the endpoint
+        (AWS itself answers such a request with a readable ``ValidationError``).
+        """
         from botocore.config import Config
 
-        return Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+        return Config(
+            connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}, parameter_validation=self.ttl_seconds >= 900
+        )
 
     #: error codes after which cached clients are rebuilt (the broker's own keys changed)
     _STALE_IDENTITY = {"InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}

@@ -76,6 +76,7 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     server.stop()
     await server.close_all_connections()
+    app.settings["bq_runner"].shutdown()
     app.settings["bq_executor"].shutdown(wait=True)
     engine.close()
 

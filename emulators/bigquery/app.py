@@ -20,6 +20,7 @@ import tornado.web
 from . import access
 from .engine import Engine
 from .errors import ApiError, not_found
+from .jobrunner import JobRunner
 from .jobs import (
     LOCATION,
     JobStore,
@@ -273,6 +274,7 @@ def make_app(
         bq_key=bytes(key),
         bq_project=default_project,
         bq_jobs=JobStore(),
+        bq_runner=JobRunner(engine),
         bq_uploads=ResumableUploads(scratch_dir),
         bq_scratch=scratch_dir,
         bq_executor=executor or ThreadPoolExecutor(4, thread_name_prefix="labdeck-bq"),

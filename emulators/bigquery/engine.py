@@ -2,8 +2,10 @@
 
 One DuckDB database file holds every dataset as a schema named
 ``{project}__{dataset}`` (see :func:`.translate.schema_name`). All access goes
-through one :class:`Engine`, which serializes use of the single connection with
-a lock; callers run its methods in a thread pool so the event loop stays free.
+through one :class:`Engine`, which serializes use of its connection with a
+lock; callers run its methods in a thread pool so the event loop stays free.
+Queries run on a cursor of their own (:mod:`.execute`), so a running query
+can be interrupted and a long ``SELECT`` does not hold the lock.
 
 The engine does **no authorization**: the HTTP layer checks grants before it
 calls in. It does check existence, so that a missing table is a 404
@@ -17,7 +19,7 @@ import io
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +29,9 @@ from .errors import ApiError, invalid_query, not_found
 from .schema import column_defs, duck_type, encode_rows, quote_ident, schema_from_duck
 from .translate import TableRef, Translation, schema_name, split_schema_name
 from .uploads import read_upload
+
+if TYPE_CHECKING:
+    from .execute import Interrupt
 
 DML_TYPES = {"INSERT", "UPDATE", "DELETE", "MERGE"}
 
@@ -88,7 +93,8 @@ class Engine:
     def __init__(self, path: str | None = None) -> None:
         self.path = path
         self._conn = duckdb.connect(path or ":memory:")
-        self._conn.execute("SET TimeZone = 'UTC'")
+        # GLOBAL: every job's own cursor (:mod:`.execute`) runs in UTC too
+        self._conn.execute("SET GLOBAL TimeZone = 'UTC'")
         # SQL from users can never reach files or the network: uploads are read
         # with pyarrow and handed to DuckDB as registered Arrow tables
         self._conn.execute("SET enable_external_access = false")
@@ -242,8 +248,8 @@ class Engine:
 
     # -- writes from files ---------------------------------------------------
 
-    def _transaction(self) -> "_Tx":
-        return _Tx(self._conn)
+    def _transaction(self) -> "Tx":
+        return Tx(self._conn)
 
     def insert_json_rows(self, ref: TableRef, rows: list[dict[str, Any]]) -> None:
         """Append JSON rows (``insertAll``) to an existing table, all or nothing."""
@@ -342,79 +348,12 @@ class Engine:
         destination: TableRef | None = None,
         write_disposition: str | None = None,
         create_disposition: str | None = None,
+        interrupt: "Interrupt | None" = None,
     ) -> QueryResult:
-        """Execute a translated statement.
+        """Execute a translated, authorized statement (:func:`.execute.run_query`)."""
+        from .execute import run_query
 
-        Parameters
-        ----------
-        translation : Translation
-            From :func:`.translate.translate`, already authorized by the caller.
-        destination : TableRef, optional
-            ``configuration.query.destinationTable`` (SELECT only).
-        write_disposition, create_disposition : str, optional
-            BigQuery dispositions for ``destination`` (defaults WRITE_EMPTY,
-            CREATE_IF_NEEDED).
-
-        Returns
-        -------
-        QueryResult
-        """
-        stype = translation.statement_type
-        with self._lock:
-            self._check_exists(translation)
-            try:
-                if stype == "SELECT" and destination is not None:
-                    return self._select_into(
-                        translation, destination, write_disposition, create_disposition
-                    )
-                if stype == "SELECT":
-                    rel = self._conn.sql(translation.sql)
-                    fields = schema_from_duck(rel.columns, rel.types)
-                    return QueryResult(stype, fields, rel.to_arrow_table())
-                with self._transaction():
-                    cur = self._conn.execute(translation.sql)
-                    affected = int(cur.fetchone()[0]) if stype in DML_TYPES else None
-                target = next(iter(translation.writes), None)
-                return QueryResult(stype, num_dml_affected_rows=affected, ddl_target=target)
-            except duckdb.Error as err:
-                what = f"Table {next(iter(translation.writes))}" if translation.writes else ""
-                raise _db_error(err, what) from None
-
-    def _check_exists(self, translation: Translation) -> None:
-        for ref in sorted(translation.reads):
-            self.require_table(ref)
-        for ref in sorted(translation.writes):
-            self.require_dataset(ref.project, ref.dataset)
-            if translation.statement_type in DML_TYPES | {"TRUNCATE_TABLE"}:
-                self.require_table(ref)
-        if translation.statement_type == "DROP_SCHEMA" and translation.dataset_target:
-            if "IF EXISTS" not in translation.sql:
-                self.require_dataset(*translation.dataset_target)
-
-    def _select_into(
-        self,
-        translation: Translation,
-        dest: TableRef,
-        write: str | None,
-        create: str | None,
-    ) -> QueryResult:
-        write = (write or "WRITE_EMPTY").upper()
-        create = (create or "CREATE_IF_NEEDED").upper()
-        self.require_dataset(dest.project, dest.dataset)
-        exists = self.table_type(dest) is not None
-        target = _qualified(dest)
-        if not exists and create == "CREATE_NEVER":
-            raise not_found(f"Table {dest}")
-        with self._transaction():
-            if exists and write == "WRITE_APPEND":
-                self._conn.execute(f"INSERT INTO {target} {translation.sql}")
-            elif exists and write == "WRITE_EMPTY" and self._has_rows(target):
-                raise ApiError("duplicate", f"Already Exists: Table {dest}")
-            else:
-                self._conn.execute(f"CREATE OR REPLACE TABLE {target} AS {translation.sql}")
-        rel = self._conn.sql(f"SELECT * FROM {target}")
-        fields = schema_from_duck(rel.columns, rel.types)
-        return QueryResult("SELECT", fields, rel.to_arrow_table())
+        return run_query(self, translation, destination, write_disposition, create_disposition, interrupt)
 
     def replace_table(self, ref: TableRef, fields: list[dict[str, Any]], data: pa.Table) -> None:
         """Create or replace a table with a schema and rows (used by the seed), atomically."""
@@ -431,13 +370,13 @@ class Engine:
                 self._conn.unregister("_labdeck_seed")
 
 
-class _Tx:
-    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
+class Tx:
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` on any exception (on one connection or cursor)."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self._conn = conn
 
-    def __enter__(self) -> "_Tx":
+    def __enter__(self) -> "Tx":
         self._conn.execute("BEGIN TRANSACTION")
         return self
 

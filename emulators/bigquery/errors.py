@@ -9,6 +9,8 @@ REASONS: dict[str, tuple[int, str]] = {
     "invalid": (400, "INVALID_ARGUMENT"),
     "invalidQuery": (400, "INVALID_ARGUMENT"),
     "resourceInUse": (400, "FAILED_PRECONDITION"),
+    # a cancelled job: getQueryResults answers 400 with it, as BigQuery does
+    "stopped": (400, "CANCELLED"),
     "unauthorized": (401, "UNAUTHENTICATED"),
     "accessDenied": (403, "PERMISSION_DENIED"),
     "notFound": (404, "NOT_FOUND"),
@@ -63,3 +65,12 @@ def not_found(what: str) -> ApiError:
 def access_denied(message: str) -> ApiError:
     """Shorthand for a 403 ``accessDenied``."""
     return ApiError("accessDenied", f"Access Denied: {message}")
+
+
+#: BigQuery's message for a job cancelled through jobs.cancel
+CANCELLED_MESSAGE = "Job execution was cancelled: User requested cancellation"
+
+
+def stopped() -> ApiError:
+    """A job cancelled by ``jobs.cancel``: reason ``stopped``, as BigQuery reports it."""
+    return ApiError("stopped", CANCELLED_MESSAGE)

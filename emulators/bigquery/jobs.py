@@ -1,26 +1,31 @@
-"""Query and load jobs: run them (authorized) and keep a bounded record of them.
+"""Query and load jobs: authorize them and keep a bounded record of them.
 
-Jobs run to completion before the API call that creates them returns, so every
-job the client sees is ``DONE`` - with results, or with an ``errorResult`` the
-client turns into the matching exception (``invalidQuery`` -> ``BadRequest``,
-``accessDenied`` -> ``Forbidden``, ``notFound`` -> ``NotFound``). A job is
+A query job is authorized and translated when it is inserted (a bad or
+forbidden query is a job that is ``DONE`` with an ``errorResult`` at once, as
+on BigQuery), then runs asynchronously (:mod:`.jobrunner`): ``PENDING`` ->
+``RUNNING`` -> ``DONE`` - with results, or with an ``errorResult`` the client
+turns into the matching exception (``invalidQuery`` -> ``BadRequest``,
+``accessDenied`` -> ``Forbidden``, ``notFound`` -> ``NotFound``, ``stopped``
+after ``jobs.cancel``). Load jobs are done when their upload ends. A job is
 visible only to the principal that created it (and admins).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from . import access
 from .engine import DML_TYPES, Engine, QueryResult
-from .errors import ApiError, invalid_query, not_found
-from .translate import TableRef, translate
+from .errors import ApiError, access_denied, invalid_query, not_found
+from .execute import Interrupt
+from .translate import TableRef, Translation, translate
 
 LOCATION = "US"
 DEFAULT_PAGE_ROWS = 10_000
@@ -64,9 +69,13 @@ def table_ref(resource: dict[str, Any] | None, project: str) -> TableRef | None:
     return ref
 
 
-@dataclass
+#: BigQuery's job states
+PENDING, RUNNING, DONE = "PENDING", "RUNNING", "DONE"
+
+
+@dataclass(eq=False)
 class Job:
-    """A finished job, as recorded for ``jobs.get`` and ``getQueryResults``."""
+    """A job, as recorded for ``jobs.get``, ``jobs.list`` and ``getQueryResults``."""
 
     project: str
     job_id: str
@@ -74,29 +83,34 @@ class Job:
     job_type: str
     configuration: dict[str, Any]
     created_ms: int
-    ended_ms: int
+    ended_ms: int | None = None
     result: QueryResult | None = None
     error: ApiError | None = None
     output_rows: int | None = None
+    state: str = DONE
+    started_ms: int | None = None
+    bytes_processed: int = 0
+    interrupt: Interrupt = field(default_factory=Interrupt, repr=False)
+    finished: asyncio.Event | None = field(default=None, repr=False)
 
     def reference(self) -> dict[str, str]:
         """The ``jobReference`` resource."""
         return {"projectId": self.project, "jobId": self.job_id, "location": LOCATION}
 
     def resource(self) -> dict[str, Any]:
-        """The ``Job`` resource returned by ``jobs.insert`` / ``jobs.get``."""
-        status: dict[str, Any] = {"state": "DONE"}
-        if self.error is not None:
+        """The ``Job`` resource returned by ``jobs.insert`` / ``jobs.get`` / ``jobs.list``."""
+        status: dict[str, Any] = {"state": self.state}
+        if self.state == DONE and self.error is not None:
             status["errorResult"] = self.error.error_proto()
             status["errors"] = [self.error.error_proto()]
-        stats: dict[str, Any] = {
-            "creationTime": str(self.created_ms),
-            "startTime": str(self.created_ms),
-            "endTime": str(self.ended_ms),
-            "totalBytesProcessed": "0",
-        }
+        stats: dict[str, Any] = {"creationTime": str(self.created_ms)}
+        if self.started_ms is not None or self.state == DONE:
+            stats["startTime"] = str(self.started_ms or self.created_ms)
+        if self.state == DONE:
+            stats["endTime"] = str(self.ended_ms or self.created_ms)
+        stats["totalBytesProcessed"] = str(self.bytes_processed)
         if self.job_type == "QUERY":
-            stats["query"] = _query_statistics(self.result)
+            stats["query"] = _query_statistics(self.result if self.state == DONE else None, self.bytes_processed)
         elif self.job_type == "LOAD" and self.output_rows is not None:
             stats["load"] = {"outputRows": str(self.output_rows), "inputFiles": "1"}
         return {
@@ -109,6 +123,22 @@ class Job:
             "user_email": self.owner,
         }
 
+    def list_entry(self) -> dict[str, Any]:
+        """The job as ``jobs.list`` shows it: the resource with ``state`` (and ``errorResult``) on top."""
+        body = {**self.resource(), "state": self.state}
+        if "errorResult" in body["status"]:
+            body["errorResult"] = body["status"]["errorResult"]
+        return body
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the job to end; True if it is DONE."""
+        if self.state != DONE and self.finished is not None and timeout > 0:
+            try:
+                await asyncio.wait_for(self.finished.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.state == DONE
+
     def query_results(
         self, start: int, max_results: int | None, kind: str = "bigquery#getQueryResultsResponse"
     ) -> dict[str, Any]:
@@ -119,6 +149,8 @@ class Job:
         ApiError
             The job's own error, as the real API does for a failed job.
         """
+        if self.state != DONE:
+            return {"kind": kind, "jobReference": self.reference(), "jobComplete": False}
         if self.error is not None:
             raise self.error
         if self.job_type != "QUERY" or self.result is None:
@@ -129,11 +161,11 @@ class Job:
             "jobReference": self.reference(),
             "jobComplete": True,
             "cacheHit": False,
-            "totalBytesProcessed": "0",
+            "totalBytesProcessed": str(self.bytes_processed),
             "queryId": self.job_id,
             "creationTime": str(self.created_ms),
-            "startTime": str(self.created_ms),
-            "endTime": str(self.ended_ms),
+            "startTime": str(self.started_ms or self.created_ms),
+            "endTime": str(self.ended_ms or self.created_ms),
         }
         if result.num_dml_affected_rows is not None:
             body["numDmlAffectedRows"] = str(result.num_dml_affected_rows)
@@ -150,8 +182,8 @@ class Job:
         return body
 
 
-def _query_statistics(result: QueryResult | None) -> dict[str, Any]:
-    stats: dict[str, Any] = {"totalBytesProcessed": "0", "cacheHit": False}
+def _query_statistics(result: QueryResult | None, bytes_processed: int = 0) -> dict[str, Any]:
+    stats: dict[str, Any] = {"totalBytesProcessed": str(bytes_processed), "cacheHit": False}
     if result is None:
         return stats
     stats["statementType"] = result.statement_type
@@ -168,13 +200,24 @@ def _query_statistics(result: QueryResult | None) -> dict[str, Any]:
     return stats
 
 
-def run_query(engine: Engine, claims: dict[str, Any], project: str, config: dict[str, Any]) -> QueryResult:
-    """Authorize and execute ``configuration.query`` (or a ``QueryRequest``).
+class PreparedQuery(NamedTuple):
+    """A translated, authorized query, ready to run (:meth:`run`)."""
+
+    translation: Translation
+    destination: TableRef | None
+    write_disposition: str | None
+    create_disposition: str | None
+
+    def run(self, engine: Engine, interrupt: Interrupt | None = None) -> QueryResult:
+        return engine.run_query(self.translation, self.destination, self.write_disposition,
+                                self.create_disposition, interrupt)
+
+
+def prepare_query(claims: dict[str, Any], project: str, config: dict[str, Any]) -> PreparedQuery:
+    """Translate and authorize ``configuration.query`` (or a ``QueryRequest``); nothing runs yet.
 
     Parameters
     ----------
-    engine : Engine
-        Storage.
     claims : dict
         The caller's verified token claims.
     project : str
@@ -185,13 +228,13 @@ def run_query(engine: Engine, claims: dict[str, Any], project: str, config: dict
 
     Returns
     -------
-    QueryResult
+    PreparedQuery
 
     Raises
     ------
     ApiError
         400 for bad or unsupported SQL, 403 for a dataset the token does not
-        grant (checked before anything runs), 404 for a missing table.
+        grant (checked before anything runs).
     """
     if config.get("useLegacySql") is True:
         raise invalid_query("Legacy SQL is not supported by the local BigQuery endpoint; "
@@ -216,16 +259,11 @@ def run_query(engine: Engine, claims: dict[str, Any], project: str, config: dict
     if translation.dataset_target is not None:
         check_ids(*translation.dataset_target)
         access.require_write(claims, *translation.dataset_target)
-    return engine.run_query(
-        translation,
-        destination,
-        config.get("writeDisposition"),
-        config.get("createDisposition"),
-    )
+    return PreparedQuery(translation, destination, config.get("writeDisposition"), config.get("createDisposition"))
 
 
 class JobStore:
-    """Finished jobs by ``(project, job_id)``, oldest evicted past ``max_jobs``."""
+    """Jobs by ``(project, job_id)``; past ``max_jobs``, the oldest finished ones are forgotten."""
 
     def __init__(self, max_jobs: int = 200) -> None:
         self.max_jobs = max_jobs
@@ -244,14 +282,15 @@ class JobStore:
                 raise ApiError("duplicate", f"Already Exists: Job {project}:{LOCATION}.{job_id}")
 
     def add(self, job: Job) -> None:
-        """Record a finished job."""
+        """Record a job (finished, or about to run)."""
         with self._lock:
             key = (job.project, job.job_id)
             if key in self._jobs:
                 raise ApiError("duplicate", f"Already Exists: Job {job.project}:{LOCATION}.{job.job_id}")
             self._jobs[key] = job
-            while len(self._jobs) > self.max_jobs:
-                self._jobs.popitem(last=False)
+            excess = len(self._jobs) - self.max_jobs
+            for old in [k for k, j in self._jobs.items() if j.state == DONE][: max(0, excess)]:
+                del self._jobs[old]
 
     def get(self, project: str, job_id: str, claims: dict[str, Any]) -> Job:
         """The job, if it exists and the caller created it (or is admin); else 404."""
@@ -261,13 +300,26 @@ class JobStore:
             raise not_found(f"Job {project}:{LOCATION}.{job_id}")
         return job
 
-    def list(self, project: str, claims: dict[str, Any]) -> list[Job]:
-        """The caller's jobs in a project, newest first."""
+    def list(
+        self, project: str, claims: dict[str, Any], states: set[str] | None = None, all_users: bool = False
+    ) -> list[Job]:
+        """The caller's jobs in a project (everyone's with ``all_users``, admins only), newest first.
+
+        Parameters
+        ----------
+        states : set of str, optional
+            Only jobs in these states (``jobs.list``'s ``stateFilter``, upper case).
+        """
+        if all_users and not access.is_admin(claims):
+            raise access_denied(
+                f"Project {project}: User {claims.get('sub')} does not have bigquery.jobs.listAll permission"
+            )
         with self._lock:
             jobs = list(self._jobs.values())
         return [
             j for j in reversed(jobs)
-            if j.project == project and (j.owner == claims.get("sub") or access.is_admin(claims))
+            if j.project == project and (all_users or j.owner == claims.get("sub"))
+            and (not states or j.state in states)
         ]
 
 
@@ -276,7 +328,8 @@ def finished_job(
     created_ms: int, **outcome: Any,
 ) -> Job:
     """A :class:`Job` that ends now, with ``result``/``error``/``output_rows``."""
-    return Job(project, job_id, owner, job_type, configuration, created_ms, _now_ms(), **outcome)
+    now = _now_ms()
+    return Job(project, job_id, owner, job_type, configuration, created_ms, now, started_ms=created_ms, **outcome)
 
 
 now_ms = _now_ms

@@ -9,20 +9,36 @@ from urllib.parse import quote
 from . import access
 from .errors import ApiError
 from .jobs import (
+    DONE,
+    PENDING,
+    RUNNING,
+    Job,
     JobStore,
     check_ids,
     check_job_id,
     finished_job,
     now_ms,
-    run_query,
+    prepare_query,
     table_ref,
 )
+from .jobrunner import JobRunner
 from .translate import TableRef
 from .base import BaseHandler
 from .uploads import ResumableUploads, parse_content_range, parse_multipart, spool
 
+#: how long jobs.query and getQueryResults wait for a job by default (BigQuery: 10 s)
+DEFAULT_WAIT_MS = 10_000
+#: and at most (a client asking for more gets jobComplete: false and polls again)
+MAX_WAIT_MS = 60_000
+STATES = {"done": DONE, "pending": PENDING, "running": RUNNING}
+
+
 class JobsHandler(BaseHandler):
-    """``jobs.insert`` (query jobs) and ``jobs.list``."""
+    """``jobs.insert`` (query jobs, run asynchronously) and ``jobs.list``."""
+
+    @property
+    def runner(self) -> JobRunner:
+        return self.settings["bq_runner"]
 
     async def post(self, project: str) -> None:
         check_ids(project)
@@ -38,26 +54,36 @@ class JobsHandler(BaseHandler):
                            "the upload endpoint, copy and extract jobs are not supported")
         created = now_ms()
         try:
-            result = await self.run(run_query, self.engine, self.claims, project,
-                                    configuration.get("query") or {})
-            job = finished_job(project, job_id, self.claims["sub"], "QUERY", configuration,
-                               created, result=result)
+            query = await self.run(prepare_query, self.claims, project, configuration.get("query") or {})
         except ApiError as err:
-            job = finished_job(project, job_id, self.claims["sub"], "QUERY", configuration,
-                               created, error=err)
+            job = finished_job(project, job_id, self.claims["sub"], "QUERY", configuration, created, error=err)
+            self.jobs.add(job)
+            self.reply(job.resource())
+            return
+        job = Job(project, job_id, self.claims["sub"], "QUERY", configuration, created)
         self.jobs.add(job)
+        self.runner.start(job, query)
         self.reply(job.resource())
 
     async def get(self, project: str) -> None:
         check_ids(project)
-        jobs = self.jobs.list(project, self.claims)
-        self.reply({
-            "kind": "bigquery#jobList",
-            "jobs": [{**j.resource(), "state": "DONE"} for j in jobs[: self.int_arg("maxResults", 1000)]],
-        })
+        wanted = self.get_query_arguments("stateFilter")
+        bad = [s for s in wanted if s.lower() not in STATES]
+        if bad:
+            raise ApiError("invalid", f"Invalid stateFilter {bad[0]!r}: use done, pending or running")
+        all_users = self.get_query_argument("allUsers", "false").lower() == "true"
+        jobs = self.jobs.list(project, self.claims, {STATES[s.lower()] for s in wanted}, all_users)
+        token = self.get_query_argument("pageToken", "") or ""
+        start = int(token) if token.isdigit() else 0
+        size = self.int_arg("maxResults", 1000) or 1000
+        body = {"kind": "bigquery#jobList", "jobs": [j.list_entry() for j in jobs[start:start + size]]}
+        if start + size < len(jobs):
+            body["nextPageToken"] = str(start + size)
+        self.reply(body)
+
 
 class JobHandler(BaseHandler):
-    """``jobs.get`` and ``jobs.cancel`` (jobs are always done already)."""
+    """``jobs.get`` and ``jobs.cancel``."""
 
     async def get(self, project: str, job_id: str) -> None:
         check_ids(project)
@@ -68,10 +94,12 @@ class JobHandler(BaseHandler):
         check_ids(project)
         check_job_id(job_id)
         job = self.jobs.get(project, job_id, self.claims)
+        self.settings["bq_runner"].cancel(job)
         self.reply({"kind": "bigquery#jobCancelResponse", "job": job.resource()})
 
+
 class QueriesHandler(BaseHandler):
-    """``jobs.query``: run a query and return the first page of rows."""
+    """``jobs.query``: start a query, wait up to ``timeoutMs`` and return the first page (or jobComplete: false)."""
 
     async def post(self, project: str) -> None:
         check_ids(project)
@@ -82,23 +110,28 @@ class QueriesHandler(BaseHandler):
         max_results = body.get("maxResults")
         if max_results is not None and not str(max_results).isdigit():
             raise ApiError("invalid", "Invalid value for maxResults: expected an integer")
-        job_id = JobStore.new_id()
-        created = now_ms()
-        result = await self.run(run_query, self.engine, self.claims, project, body)
+        timeout_ms = body.get("timeoutMs", DEFAULT_WAIT_MS)
+        if not str(timeout_ms).isdigit():
+            raise ApiError("invalid", "Invalid value for timeoutMs: expected an integer")
+        query = await self.run(prepare_query, self.claims, project, body)
         config = {"query": {k: v for k, v in body.items()
                             if k in ("query", "defaultDataset", "useLegacySql", "queryParameters")}}
-        job = finished_job(project, job_id, self.claims["sub"], "QUERY", config, created, result=result)
+        job = Job(project, JobStore.new_id(), self.claims["sub"], "QUERY", config, now_ms())
         self.jobs.add(job)
+        self.settings["bq_runner"].start(job, query)
+        await job.wait(min(int(timeout_ms), MAX_WAIT_MS) / 1000)
         self.reply(job.query_results(0, int(max_results) if max_results is not None else None,
                                      kind="bigquery#queryResponse"))
 
+
 class QueryResultsHandler(BaseHandler):
-    """``jobs.getQueryResults``: pages of a finished query job."""
+    """``jobs.getQueryResults``: waits up to ``timeoutMs`` for the job, then a page of its rows."""
 
     async def get(self, project: str, job_id: str) -> None:
         check_ids(project)
         check_job_id(job_id)
         job = self.jobs.get(project, job_id, self.claims)
+        await job.wait(min(self.int_arg("timeoutMs", DEFAULT_WAIT_MS), MAX_WAIT_MS) / 1000)
         token = self.get_query_argument("pageToken", None)
         start = int(token) if token and token.isdigit() else (self.int_arg("startIndex") or 0)
         self.reply(job.query_results(start, self.int_arg("maxResults")))

@@ -1,15 +1,24 @@
 """The embedded default as a plan: settings in, ordered components out. Pure.
 
-Each :class:`Component` is a process (argv, environment) and the URL that
-says it is ready. :func:`plan` orders them so that **nothing a person can use
-is served before what a spawn needs is ready**: the local clouds and the
-credential broker start first, then the proxy and the hub (whose login page
-is the first thing the public port serves), then the runs and viewer
-services (they need the hub; a spawn does not need them).
+Each :class:`Component` is a process (argv, environment), the URL that says
+it is ready, and the components it ``needs`` ready before it starts. The
+runner (:mod:`labdeck.hub.local.runner`) starts every component whose needs
+are met at once, so independent ones start in parallel, and restarts what
+dies. The graph:
 
-The runner (:mod:`labdeck.hub.local.runner`) starts them in this order,
-waits for each readiness URL and restarts what dies. Secrets reach
-processes through their environment or 0600 files, never their argv.
+- the local clouds and the proxy need nothing;
+- the broker and the viewer need the AWS emulator (seeded: their credential
+  files are written then); the runs service needs nothing at start;
+- the hub needs the proxy *and every service it registers* (broker, runs,
+  viewer): JupyterHub waits up to ``Service.timeout`` (30 s) for an external
+  service that is not up yet before it adds any route, so they answer
+  before it looks. Its readiness is its health URL *plus* the proxy's route
+  of every service (:attr:`Component.routes`), so when the hub is ready,
+  the whole platform is: login, spawns, runs, viewer, jobs and shares.
+
+Readiness is checked on each component's own port, never through routes
+that only the hub adds. Secrets reach processes through their environment
+or 0600 files, never their argv.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ from .. import contract
 
 HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
 
-#: start order; stopped in reverse
-ORDER = ("aws", "bigquery", "broker", "proxy", "hub", "runs", "viewer")
+#: a start order that respects every component's ``needs``; stopped in reverse
+ORDER = ("aws", "bigquery", "broker", "runs", "viewer", "proxy", "hub")
 
 
 @dataclass
@@ -34,8 +43,15 @@ class Component:
     env: dict[str, str]
     #: answers 200 (or 401: up, wants a token) when the component is ready
     ready_url: str | None = None
+    #: components that must be ready before this one starts
+    needs: tuple[str, ...] = ()
+    #: proxy routes (path prefixes) that must exist before this component counts as ready
+    routes: tuple[str, ...] = ()
     proc: object = None
     restarts: list[float] = field(default_factory=list)
+    #: monotonic times of the last start and of its readiness (the runner's bookkeeping)
+    started_at: float | None = None
+    ready_at: float | None = None
 
 
 def service_env(settings: Mapping, name: str, token: str) -> dict[str, str]:
@@ -109,13 +125,22 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
                 "AWS_ENDPOINT_URL": s["aws_endpoint"],
             },
             ready_url=contract.service_url(broker_base, contract.BROKER) + contract.HEALTH_ROUTE,
+            needs=("aws",),
         ),
-        "proxy": Component("proxy", proxy_argv(s, paths["chp"]), {**base, "CONFIGPROXY_AUTH_TOKEN": secrets["proxy_token"]}),
+        "proxy": Component(
+            "proxy",
+            proxy_argv(s, paths["chp"]),
+            {**base, "CONFIGPROXY_AUTH_TOKEN": secrets["proxy_token"]},
+            # its API answers 403 without the token: up
+            ready_url=f"http://127.0.0.1:{s['proxy_api_port']}/api/routes",
+        ),
         "hub": Component(
             "hub",
-            [py, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
+            [py, "-m", "labdeck.hub.local.hubprocess", "-f", str(HUB_CONFIG)],
             {**base, "LABDECK_DEV_PASSWORD": secrets.get("dev_password", ""), **kube_hub_env(s)},
             ready_url=f"{public}/hub/health",
+            needs=("proxy",),
+            routes=(contract.service_prefix(contract.BROKER),),
         ),
     }
     for name, module, app in ((contract.RUNS, "app", "RunsApp"), (contract.VIEWER, "viewer", "ViewerApp")):
@@ -127,8 +152,12 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
             env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
             env["AWS_DEFAULT_REGION"] = s["region"]
         argv = [py, "-m", f"labdeck.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
-        # ready through the proxy: the hub adds a service's route only once it sees it up
-        components[name] = Component(name, argv, env, ready_url=contract.service_url(public, name) + contract.HEALTH_ROUTE)
+        own = f"http://127.0.0.1:{s[name + '_port']}"
+        components[name] = Component(
+            name, argv, env, ready_url=contract.service_url(own, name) + contract.HEALTH_ROUTE, needs=("aws",) if name == contract.VIEWER else ()
+        )
+        # the hub is ready once the routes of every service it registers are in the proxy
+        components["hub"].routes += (contract.service_prefix(name),)
     return components
 
 

@@ -1,10 +1,15 @@
 """``labdeck up``: run the embedded default and watch it.
 
-Starts, on 127.0.0.1 only, each in its own process group with its own log:
-the local AWS endpoint (moto, seeded, IAM enforced), configurable-http-proxy,
-the hub, and the credential broker. A component that dies is restarted
-(the AWS emulator is re-seeded). SIGINT/SIGTERM stop user servers through the
-hub API, then every component, and remove the pid files.
+Starts, on 127.0.0.1 only, each in its own process group with its own log,
+the components of :func:`labdeck.hub.local.plan.plan` - each as soon as what
+it needs is ready - and prints the banner once all of them are, routes
+included. A component that dies is restarted (the AWS emulator is re-seeded).
+
+Stopping: SIGINT/SIGTERM at any moment (during the start too) stop user
+servers through the hub API, then every component, then every other process
+below the runner (it is their subreaper, :mod:`labdeck.hub.local.proctree`),
+all within :data:`STOP_BUDGET_S`, and remove the pid files; a second
+SIGINT/SIGTERM kills everything at once.
 
 Secrets reach children through their environment or 0600 files, never on a
 command line.
@@ -18,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,16 +33,24 @@ from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
 from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
-from . import team
+from . import proctree, team
 from .. import status
 from .state import SECRET_NAMES, StateDir, state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
 STOP_GRACE_S = 10
+#: a stop (Ctrl-C, SIGTERM, ``systemctl stop``) leaves nothing behind within this many seconds
+STOP_BUDGET_S = 7
+#: of which the hub gets this long to stop the user servers itself
+STOP_SERVERS_S = 3
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
 SupervisorError = SettingsError
+
+
+class Stopping(Exception):
+    """A stop was asked for while starting: stop what runs, start nothing more."""
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -79,11 +93,13 @@ def loopback_tls_context(url: str):
     return ssl._create_unverified_context()
 
 
-def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None = None, abort: threading.Event | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
     context = loopback_tls_context(url)
     while time.monotonic() < deadline:
+        if abort is not None and abort.is_set():
+            raise Stopping()
         if proc is not None and proc.poll() is not None:
             raise SupervisorError(f"process exited with {proc.returncode} while waiting for {url}")
         try:
@@ -96,7 +112,7 @@ def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None
             last = e
         except OSError as e:
             last = e
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
 
 
@@ -125,7 +141,14 @@ class Supervisor:
         self.state = StateDir(state_dir(self.env))
         self.components: dict[str, Component] = {}
         self.stopping = False
+        #: a second stop request: kill everything now
+        self.hard_stop = False
+        #: the hub answered and its routes are in place (user servers are stopped through it)
+        self.hub_ready = False
         self.generated_password = False
+        #: set by the first stop request: every wait of the start ends
+        self._abort = threading.Event()
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------ preparation
 
@@ -207,6 +230,10 @@ class Supervisor:
             team.check_reachable_homes(self.state.root)
             settings["os_users"] = True
             settings["server_bin"] = ensure_server_env(self.state.root / "server-env", error=SupervisorError)
+        if not settings.get("kube"):
+            settings.update(team.limits_settings(self.env, os.geteuid(), self.state.root))
+            # cgroups a crashed run left behind (its processes were stopped above)
+            self.remove_cgroups(settings)
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -291,10 +318,13 @@ class Supervisor:
         log.close()
         (self.state.run / f"{comp.name}.pid").write_text(str(comp.proc.pid))
 
-    def _after_start(self, comp: Component) -> None:
+    def _after_start(self, comp: Component, abort: threading.Event | None = None) -> None:
+        comp.started_at = time.monotonic()
         if comp.ready_url:
-            # an endpoint that answers 401 without a token is up
-            wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401), proc=comp.proc)
+            # an endpoint that answers 401 or 403 without a token is up
+            wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401, 403), proc=comp.proc, abort=abort)
+        if comp.routes:
+            self.wait_routes(comp.routes, READY_TIMEOUT_S, proc=comp.proc, abort=abort)
         if comp.name == "aws":
             from labdeck.emulators.aws import seed
 
@@ -305,83 +335,207 @@ class Supervisor:
                 str(self.state.secret_path("broker_aws_credentials")),
                 viewer_credentials_file=str(self.state.secret_path("viewer_aws_credentials")),
             )
+        comp.ready_at = time.monotonic()
+
+    def wait_routes(self, routes, timeout: float, proc=None, abort: threading.Event | None = None) -> None:
+        """Wait until the proxy's routing table has every path in ``routes`` (asked on its API port)."""
+        url = f"http://127.0.0.1:{self.settings['proxy_api_port']}/api/routes"
+        headers = {"Authorization": f"token {self.state.read_secret('proxy_token')}"}
+        want = {r.rstrip("/") for r in routes}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if abort is not None and abort.is_set():
+                raise Stopping()
+            if proc is not None and proc.poll() is not None:
+                raise SupervisorError(f"process exited with {proc.returncode} while waiting for its routes")
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as resp:
+                    have = {k.rstrip("/") for k in json.loads(resp.read())}
+                if want <= have:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise SupervisorError(f"the proxy has no route for {', '.join(sorted(want))} after {timeout:.0f}s")
 
     def start_component(self, name: str) -> None:
+        """Start one component and wait until it is ready (a restart)."""
         comp = self.components[name]
         self._spawn(comp)
-        self._after_start(comp)
+        self._after_start(comp, abort=self._abort)
 
     def start_all(self) -> None:
+        """Start every component as soon as what it needs is ready; return when all are ready.
+
+        Independent components start in parallel; each one's readiness is
+        waited for in its own thread. A stop request (Ctrl-C, SIGTERM) ends
+        the wait at once with :class:`Stopping`.
+        """
         (self.state.run / "supervisor.pid").write_text(str(os.getpid()))
-        for name in COMPONENT_ORDER:
-            self.start_component(name)
+        ready: set[str] = set()
+        errors: dict[str, BaseException] = {}
+        threads: dict[str, threading.Thread] = {}
+        lock = threading.Lock()
 
-    def _terminate(self, comp: Component, grace: float = STOP_GRACE_S) -> None:
-        proc = comp.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
+        def wait_ready(comp: Component) -> None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-        (self.state.run / f"{comp.name}.pid").unlink(missing_ok=True)
-        comp.proc = None
+                self._after_start(comp, abort=self._abort)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                with lock:
+                    errors[comp.name] = e
+                return
+            with lock:
+                ready.add(comp.name)
 
-    def stop_user_servers(self) -> None:
-        """Ask the hub to stop every running user server (named ones too)."""
+        while True:
+            if self._abort.is_set():
+                raise Stopping()
+            with lock:
+                if errors:
+                    name, error = next(iter(errors.items()))
+                    if isinstance(error, Stopping):
+                        raise error
+                    raise SupervisorError(f"{name}: {error}") from None
+                done = set(ready)
+            if len(done) == len(self.components):
+                return
+            for name in COMPONENT_ORDER:
+                comp = self.components.get(name)
+                if comp is None or name in threads or not set(comp.needs) <= done | (set(comp.needs) - set(self.components)):
+                    continue
+                self._spawn(comp)
+                threads[name] = threading.Thread(target=wait_ready, args=(comp,), name=f"ready-{name}", daemon=True)
+                threads[name].start()
+            self._wake.wait(0.02)
+            self._wake.clear()
+
+    def stop_user_servers(self, deadline: float) -> None:
+        """Ask the hub to stop every running user server (named ones too), until ``deadline`` at most.
+
+        The DELETEs go out at once; whatever has not stopped by the deadline
+        is stopped by :meth:`stop_all`'s sweep of the process tree.
+        """
         s = self.settings
         api = f"http://127.0.0.1:{s['hub_port']}/hub/api"
         headers = {"Authorization": f"token {self.state.read_secret('supervisor_token')}"}
+
+        def remaining() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         try:
             req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=min(2, remaining())) as resp:
                 users = json.loads(resp.read())
         except (OSError, ValueError):
             return
-        pending = []
+        paths = []
         for user in users:
-            for server_name in (user.get("servers") or {}):
-                path = f"{api}/users/{user['name']}/servers/{server_name}" if server_name else f"{api}/users/{user['name']}/server"
-                try:
-                    req = urllib.request.Request(path, method="DELETE", headers=headers)
-                    urllib.request.urlopen(req, timeout=10).close()
-                    pending.append(user["name"])
-                except OSError:
-                    pass
-        deadline = time.monotonic() + 20
-        while pending and time.monotonic() < deadline:
+            for server_name in user.get("servers") or {}:
+                paths.append(f"{api}/users/{user['name']}/servers/{server_name}" if server_name else f"{api}/users/{user['name']}/server")
+
+        def delete(path: str) -> None:
+            try:
+                urllib.request.urlopen(urllib.request.Request(path, method="DELETE", headers=headers), timeout=remaining()).close()
+            except OSError:
+                pass
+
+        threads = [threading.Thread(target=delete, args=(p,), daemon=True) for p in paths]
+        for t in threads:
+            t.start()
+        while paths and time.monotonic() < deadline and not self.hard_stop:
             try:
                 req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-                with urllib.request.urlopen(req, timeout=5) as resp:
+                with urllib.request.urlopen(req, timeout=min(2, remaining())) as resp:
                     if not json.loads(resp.read()):
                         return
             except (OSError, ValueError):
                 return
-            time.sleep(0.3)
+            time.sleep(0.1)
 
     def stop_all(self) -> None:
+        """Stop everything within :data:`STOP_BUDGET_S`: no process, no port, no pid file left.
+
+        1. user servers through the hub API (so the hub records them stopped),
+           for at most :data:`STOP_SERVERS_S`;
+        2. SIGTERM to every component's process group at once;
+        3. SIGTERM to every other descendant (servers, kernels, zygotes: this
+           process is their subreaper, :mod:`labdeck.hub.local.proctree`);
+        4. SIGKILL to whatever is left at the deadline, then reap.
+
+        A second Ctrl-C (:attr:`hard_stop`) skips to SIGKILL at once.
+        """
         self.stopping = True
+        self._abort.set()
+        t0 = time.monotonic()
         hub = self.components.get("hub")
-        if hub and hub.proc and hub.proc.poll() is None:
-            self.stop_user_servers()
-        for name in reversed(COMPONENT_ORDER):
-            if name in self.components:
-                self._terminate(self.components[name])
-        (self.state.run / "supervisor.pid").unlink(missing_ok=True)
+        if not self.hard_stop and hub and hub.proc and hub.proc.poll() is None and self.hub_ready:
+            self.stop_user_servers(t0 + STOP_SERVERS_S)
+        procs = [c.proc for c in self.components.values() if c.proc is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL if self.hard_stop else signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        term_sent: set[int] = set()
+        deadline = t0 + STOP_BUDGET_S
+        while time.monotonic() < deadline:
+            for proc in procs:
+                proc.poll()
+            proctree.reap(keep=[p.pid for p in procs])
+            left = proctree.living_descendants()
+            if not left:
+                break
+            sig = signal.SIGKILL if self.hard_stop else signal.SIGTERM
+            fresh = [p for p in left if p not in term_sent or sig == signal.SIGKILL]
+            proctree.signal_all(fresh, sig)
+            term_sent.update(fresh)
+            time.sleep(0.05)
+        # whatever outlived the budget: SIGKILL, until nothing is left
+        for _ in range(100):
+            left = proctree.living_descendants()
+            if not left:
+                break
+            proctree.signal_all(left, signal.SIGKILL)
+            time.sleep(0.02)
+            for proc in procs:
+                proc.poll()
+            proctree.reap(keep=[p.pid for p in procs])
+        for proc in procs:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        proctree.reap()
+        for comp in self.components.values():
+            comp.proc = None
+        self.after_stop()
+        for pidfile in self.state.run.glob("*.pid"):
+            pidfile.unlink(missing_ok=True)
+
+    def after_stop(self) -> None:
+        """Once every process is gone: remove the cgroups of user servers."""
+        self.remove_cgroups(getattr(self, "settings", {}))
+
+    @staticmethod
+    def remove_cgroups(settings: dict) -> None:
+        limits = settings.get("limits") or {}
+        if limits.get("backend") not in ("v1", "v2"):
+            return  # systemd removes a scope once it is empty
+        from labdeck.spawner import cgroups
+
+        try:
+            cgroups.Cgroups(cgroups.detect(), limits["group"]).remove_all()
+        except (cgroups.CgroupError, OSError) as e:
+            print(f"labdeck: could not remove the servers' cgroups: {e}", file=sys.stderr, flush=True)
 
     def watch_once(self) -> None:
-        """Restart any component that died (bounded: MAX_RESTARTS per minute)."""
+        """Restart any component that died (bounded: MAX_RESTARTS per minute); collect exited orphans."""
+        proctree.reap(keep=[c.proc.pid for c in self.components.values() if c.proc is not None])
         for name in COMPONENT_ORDER:
-            comp = self.components[name]
+            comp = self.components.get(name)
+            if comp is None:
+                continue
             if self.stopping or comp.proc is None or comp.proc.poll() is None:
                 continue
             code = comp.proc.returncode
@@ -410,13 +564,22 @@ class Supervisor:
                 time.sleep(0.5)
         print("labdeck: could not re-sync the proxy's routes; restart labdeck if pages do not load", file=sys.stderr, flush=True)
 
+    def timings(self) -> str:
+        """One line: when each component was started and ready, in seconds after ``labdeck up`` began."""
+        parts = [
+            f"{c.name} {c.started_at - self.t_start:.1f}->{c.ready_at - self.t_start:.1f}"
+            for c in sorted(self.components.values(), key=lambda c: c.ready_at or 0)
+            if c.started_at and c.ready_at
+        ]
+        return "labdeck: started (s after start -> ready): " + ", ".join(parts)
+
     def banner(self) -> str:
         s = self.settings
         from .values import local_public_url
 
         lines = [
             "",
-            f"  labdeck is running: {local_public_url(s)}",
+            f"  labdeck is running: {local_public_url(s)}   (ready in {getattr(self, 'ready_after', 0):.1f} s)",
             "",
         ]
         if s.get("oidc"):
@@ -440,33 +603,50 @@ class Supervisor:
             f"  Grants (edit live): {self.state.root / 'grants.json'}",
             *status.banner_lines(s),
             *team.isolation_lines(s),
+            *team.limits_lines(s),
             "  Press Ctrl-C to stop everything.",
             "",
         ]
         return "\n".join(lines)
 
+    def request_stop(self, signum=None, frame=None) -> None:
+        """SIGINT/SIGTERM: the first stops cleanly (any waiting ends now), the second kills everything."""
+        if self._abort.is_set():
+            self.hard_stop = True
+            if signum is not None:
+                print("labdeck: stopping now (killing every process)...", flush=True)
+        self._abort.set()
+        self._wake.set()
+
     def run(self) -> int:
-        stop = {"flag": False}
-
-        def on_signal(signum, frame):
-            stop["flag"] = True
-
-        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # every process the platform starts stays below this one, even after its parent exits
+        proctree.become_subreaper()
+        self.t_start = time.monotonic()
         try:
             self.prepare()
+            if self._abort.is_set():
+                raise Stopping()
             self.build_components()
             self.start_all()
+            self.hub_ready = True
+            self.ready_after = time.monotonic() - self.t_start
+            print(self.timings(), flush=True)
             print(self.banner(), flush=True)
-            while not stop["flag"]:
+            while not self._abort.is_set():
                 self.watch_once()
-                time.sleep(0.5)
+                self._abort.wait(0.5)
             print("labdeck: stopping...", flush=True)
+            return 0
+        except Stopping:
+            print("labdeck: stopping (start-up interrupted)...", flush=True)
             return 0
         except SupervisorError as e:
             print(f"labdeck: {e}", file=sys.stderr, flush=True)
             return 1
         finally:
+            t0 = time.monotonic()
             self.stop_all()
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-            print("labdeck: stopped", flush=True)
+            print(f"labdeck: stopped ({time.monotonic() - t0:.1f} s)", flush=True)

@@ -145,7 +145,8 @@ def ensure_server_env(target: Path, prefix: str = sys.prefix, error=RuntimeError
     # rebuilt when the interpreter, the packages' location or the set of scripts changes (an upgrade adds commands)
     scripts = sorted(p.name for p in Path(prefix, "bin").iterdir())
     exe = os.path.realpath(sys._base_executable)
-    wanted = {"base": exe, "mtime": os.stat(exe).st_mtime_ns, "prefix": prefix, "site": site, "scripts": scripts}
+    # and when the environment itself moved (a moved state directory): its scripts name its own path
+    wanted = {"base": exe, "mtime": os.stat(exe).st_mtime_ns, "prefix": prefix, "site": site, "scripts": scripts, "at": str(target.resolve())}
     stamp = target / STAMP
     try:
         if json.loads(stamp.read_text()) == wanted and (target / "bin" / "python").exists():

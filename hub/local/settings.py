@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from labdeck.emulators.aws import users_role_arn
+
 from .. import contract
 from ..usernames import InvalidUsername, check_username, normalize_username
 from ..values import ValuesError, lookup
@@ -152,14 +154,17 @@ def broker_config(settings: Mapping, grants_file: str, bigquery_key_file: str) -
         "BrokerApp": {
             "ip": "127.0.0.1",
             "port": settings["broker_port"],
-            "providers": ["local-aws", "local-gcp"],
+            "providers": ["aws", "local-gcp"],
             "grants_file": grants_file,
             "cache_margin_seconds": min(1200, ttl // 3),
         },
+        # the production provider: one role, scoped per person by a session policy
+        # (the local endpoint evaluates session policies, labdeck.emulators.aws_iam)
         "AWSProvider": {
             "region": settings["region"],
             "bucket": settings["bucket"],
             "endpoint_url": settings["aws_endpoint"],
+            "role_arn": users_role_arn(),
             "ttl_seconds": ttl,
         },
         "GCPProvider": {"project": settings["gcp_project"], "ttl_seconds": ttl},

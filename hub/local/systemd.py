@@ -5,8 +5,13 @@ Pure: :func:`render_unit` takes paths and returns the unit's text. Choices:
 - ``Restart=on-failure``: a crash (or a component that keeps dying) restarts
   everything; a clean stop (``systemctl stop``) stays stopped.
 - ``KillMode=mixed``: ``systemctl stop`` sends SIGTERM to the supervisor only,
-  which stops the user servers through the hub and then every component in
-  order; whatever is left after ``TimeoutStopSec`` is killed.
+  which stops the user servers through the hub, then every component and
+  every other process below it (it is their subreaper; user servers in their
+  own scopes included), within ``labdeck.hub.local.runner.STOP_BUDGET_S``;
+  systemd then SIGKILLs whatever is still in the unit's cgroup.
+  ``TimeoutStopSec=20`` leaves that stop twice its budget before systemd
+  kills the supervisor itself (which leaves nothing either: the unit's
+  cgroup holds every component).
 - the state directory is outside the checkout (``/var/lib/labdeck``), given as
   ``LABDECK_STATE_DIR``; ``UMask=0077`` so nothing the platform writes is
   readable by the people's accounts (labdeck opens up only ``homes/``).
@@ -61,7 +66,7 @@ def render_unit(state_dir: str, labdeck: str, env_file: str = "/etc/labdeck/labd
         "RestartSec=5",
         "KillMode=mixed",
         "KillSignal=SIGTERM",
-        "TimeoutStopSec=90",
+        "TimeoutStopSec=20",
         "UMask=0077",
         "",
         "[Install]",

@@ -225,7 +225,7 @@ def secure_state_dir(state) -> None:
         if entry.name == "homes":
             os.chmod(entry, 0o711)
         elif entry.name in ("server-env", "server-env-python"):
-            continue  # 0755: the interpreter servers run and its portable copy (labdeck.hub.local.serverenv)
+            continue  # 0755: the environment and interpreter servers run (labdeck.hub.local.serverenv)
         elif entry.is_dir():
             os.chmod(entry, 0o700)
         else:
@@ -236,3 +236,48 @@ def isolation_lines(settings: Mapping) -> list[str]:
     if settings.get("os_users"):
         return ["  Isolation: one OS user per person (labdeck-<name>), homes 0700 under " + f"{settings['state_dir']}/homes"]
     return ["", "  WARNING: " + NOT_ISOLATED]
+
+
+# ------------------------------------------------------------------ limits
+
+LIMITS_ENV = "LABDECK_LIMITS"
+
+NOT_LIMITED = (
+    "Server sizes are not enforced on this machine: one person's kernel can use all its memory and CPU "
+    "and take other people's servers down with it."
+)
+
+
+def limits_settings(env: Mapping[str, str], euid: int, state_root, detect=None) -> dict:
+    """``{"limits": {...}}`` when each server's size is enforced with a cgroup, else ``{"limits_off": why}``.
+
+    On when running as root and the machine has cgroups (``LABDECK_LIMITS=0`` turns it off;
+    ``LABDECK_LIMITS=1`` makes their absence an error).
+    """
+    import hashlib
+
+    value = env.get(LIMITS_ENV, "").strip().lower()
+    if value in ("0", "false", "no"):
+        return {"limits_off": f"{LIMITS_ENV}=0"}
+    if euid != 0:
+        if value in ("1", "true", "yes"):
+            raise _error(f"{LIMITS_ENV}=1 needs labdeck up to run as root (it creates one cgroup per server)")
+        return {"limits_off": "labdeck up is not running as root"}
+    if detect is None:
+        from labdeck.spawner.cgroups import detect
+    avail = detect()
+    if not avail.backend:
+        if value in ("1", "true", "yes"):
+            raise _error(f"{LIMITS_ENV}=1 but sizes cannot be enforced here: {avail.reason}")
+        return {"limits_off": avail.reason}
+    group = "labdeck-" + hashlib.sha256(str(state_root).encode()).hexdigest()[:12]
+    return {"limits": {"backend": avail.backend, "group": group}}
+
+
+def limits_lines(settings: Mapping) -> list[str]:
+    limits = settings.get("limits")
+    if limits:
+        how = "a systemd scope" if limits["backend"] == "systemd" else f"a cgroup ({limits['backend']})"
+        return [f"  Limits: each server's size (memory, CPU) is enforced with {how}"]
+    why = settings.get("limits_off")
+    return ["", "  WARNING: " + NOT_LIMITED + (f" ({why}; run labdeck up as root to enforce them.)" if why else "")]

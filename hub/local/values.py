@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 
+from labdeck.emulators.aws import users_role_arn
+
 from .. import contract
 
 
@@ -40,14 +42,19 @@ def embedded_defaults(settings: Mapping) -> dict:
 
 
 def local_clouds(settings: Mapping) -> dict:
-    """Layer 5: the local clouds (moto, the local BigQuery endpoint) and their bucket and region."""
+    """Layer 5: the local clouds (moto, the local BigQuery endpoint) and their bucket and region.
+
+    S3 uses the chart's own ``aws`` provider: the local endpoint's one users'
+    role, scoped per person by a session policy, as on AWS.
+    """
     return {
         "cloud": {
-            "providers": ["local-aws", "local-gcp"],
+            "providers": ["aws", "local-gcp"],
             "aws": {
                 "region": settings.get("region", contract.DEFAULT_REGION),
                 "bucket": settings.get("bucket", contract.DEFAULT_BUCKET),
                 "endpointUrl": settings["aws_endpoint"],
+                "roleArn": users_role_arn(),
             },
             "gcp": {
                 "project": settings.get("gcp_project", contract.LOCAL_GCP_PROJECT),

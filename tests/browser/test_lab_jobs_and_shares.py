@@ -71,7 +71,7 @@ def open_lab(page, plat, user, folder):
     # ?reset: a fresh workspace, whatever an earlier test left open
     page.goto(f"{plat.url}/user/{user}/lab" + (f"/tree/{folder}" if folder else "") + "?reset")
     page.locator("#jp-main-dock-panel").wait_for(state="visible", timeout=120_000)
-    listing = page.locator(".jp-DirListing-content")
+    listing = page.locator("#filebrowser .jp-DirListing-content")  # the home's browser (not the S3 drive's)
     tab = page.locator(".jp-SideBar .lm-TabBar-tab[data-id='filebrowser']")
     tab.wait_for(state="visible")
     if "lm-mod-current" not in (tab.get_attribute("class") or ""):
@@ -80,7 +80,7 @@ def open_lab(page, plat, user, folder):
 
 
 def file_item(page, name):
-    return page.locator(f".jp-DirListing-item[title^='Name: {name}']").first
+    return page.locator(f"#filebrowser .jp-DirListing-item[title^='Name: {name}']").first
 
 
 def test_notebook_job_from_the_ui_survives_a_server_restart(browser, browser_platform, admin_api, artifacts):

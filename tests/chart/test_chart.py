@@ -108,30 +108,36 @@ def test_dev_auth_with_loud_value(render):
     assert "auth.dev-password" not in render().secret_data("rel-labdeck-hub")
 
 
-# ---- local-aws: the S3-emulator provider needs its emulator ---------------------------
+# ---- aws against an S3 emulator; the removed local-aws provider stops the install ------
 
-LOCAL_AWS = ["cloud.providers={local-aws}", "cloud.aws.bucket=data", "cloud.aws.endpointUrl=http://moto:5000"]
+EMULATOR_AWS = [
+    "cloud.providers={aws}",
+    "cloud.aws.bucket=data",
+    "cloud.aws.endpointUrl=http://moto:5000",
+    "cloud.aws.roleArn=arn:aws:iam::123456789012:role/labdeck-users",
+]
 
 
-def test_local_aws_provider_is_accepted_with_an_emulator(render):
-    objects = render(set_values=LOCAL_AWS)
-    assert "local-aws" in objects.secret_data("rel-labdeck-hub")["values.yaml"]
+def test_aws_provider_is_accepted_with_an_emulator(render):
+    objects = render(set_values=EMULATOR_AWS)
+    assert "http://moto:5000" in objects.secret_data("rel-labdeck-hub")["values.yaml"]
 
 
 @pytest.mark.parametrize(
-    "set_values, expected",
-    [
-        (LOCAL_AWS[:2], "cloud.aws.bucket or cloud.aws.endpointUrl is empty"),  # no emulator endpoint
-        (["cloud.providers={local-aws}", "cloud.aws.endpointUrl=http://moto:5000"], "cloud.aws.bucket or cloud.aws.endpointUrl is empty"),
-        (["cloud.providers={aws,local-aws}", *LOCAL_AWS[1:]], 'both "aws" and "local-aws"'),
-        (["cloud.providers={local-s3}"], "providers"),  # not in the schema's enum
-    ],
-    ids=["no-endpoint", "no-bucket", "both", "unknown"],
+    "set_values",
+    [["cloud.providers={local-aws}", *EMULATOR_AWS[1:]], ["cloud.providers={aws,local-aws}", *EMULATOR_AWS[1:]]],
+    ids=["alone", "with-aws"],
 )
-def test_local_aws_provider_refused_without_its_emulator(helm, set_values, expected):
+def test_removed_local_aws_provider_fails_with_its_replacement(helm, set_values):
     proc = helm_template(helm, set_values=set_values, check=False)
     assert proc.returncode != 0
-    assert expected in proc.stderr, proc.stderr
+    assert "cloud.providers: local-aws was removed" in proc.stderr and "use aws with cloud.aws.endpointUrl" in proc.stderr, proc.stderr
+
+
+def test_unknown_provider_is_refused_by_the_schema(helm):
+    proc = helm_template(helm, set_values=["cloud.providers={local-s3}"], check=False)
+    assert proc.returncode != 0
+    assert "providers" in proc.stderr, proc.stderr
 
 
 # ---- RBAC: a namespaced Role with the listed resources only ----------------------------

@@ -130,16 +130,17 @@ def test_broker_config(load):
     assert (c.GCPProvider.ttl_seconds, c.GCPProvider.dataset_template) == (3600, "user_{username}")
 
 
-def test_broker_config_local_aws(load):
-    """cloud.providers [local-aws] (S3 emulators): the broker's LocalAWSProvider reads the cloud.aws values."""
+def test_broker_config_aws_against_an_emulator(load):
+    """cloud.providers [aws] with cloud.aws.endpointUrl (an S3 emulator): the production AWSProvider reads every cloud.aws value."""
     from labdeck.credentials.app import provider_class
-    from labdeck.credentials.providers.local_aws import LocalAWSProvider
+    from labdeck.credentials.providers.aws import AWSProvider
 
-    c = load(None, BROKER, set_values=["cloud.providers={local-aws}", "cloud.aws.bucket=data", "cloud.aws.endpointUrl=http://moto:5000"])
-    assert c.BrokerApp.providers == ["local-aws"]
-    assert provider_class("local-aws") is LocalAWSProvider
-    prov = LocalAWSProvider(config=c)
-    assert (prov.bucket, prov.endpoint_url, prov.region) == ("data", "http://moto:5000", "us-east-1")
+    role = "arn:aws:iam::123456789012:role/labdeck-users"
+    c = load(None, BROKER, set_values=["cloud.providers={aws}", "cloud.aws.bucket=data", "cloud.aws.endpointUrl=http://moto:5000", f"cloud.aws.roleArn={role}"])
+    assert c.BrokerApp.providers == ["aws"]
+    assert provider_class("aws") is AWSProvider
+    prov = AWSProvider(config=c)
+    assert (prov.bucket, prov.endpoint_url, prov.region, prov.role_arn) == ("data", "http://moto:5000", "us-east-1", role)
 
 
 def test_broker_config_validates_with_broker_app(load):

@@ -50,6 +50,13 @@ def test_policy_for_plain_user_is_home_rw_shared_ro_and_restricted_denied():
                 "Resource": ["arn:aws:s3:::data/shared/*"],
             },
             {"Sid": "DenyRestrictedPrefixes", "Effect": "Deny", "Action": ["s3:*"], "Resource": ["arn:aws:s3:::data/shared/analysts/*"]},
+            {
+                "Sid": "DenyListingRestrictedPrefixes",
+                "Effect": "Deny",
+                "Action": ["s3:ListBucket"],
+                "Resource": ["arn:aws:s3:::data"],
+                "Condition": {"StringLike": {"s3:prefix": ["shared/analysts/*", "shared/analysts"]}},
+            },
         ],
     }
 
@@ -89,26 +96,24 @@ def test_bad_grant_config_is_rejected_with_a_message_naming_the_entry(config, me
     assert message in str(e.value)
 
 
-def test_names_are_valid_for_iam_and_sts_and_distinct():
+def test_session_names_are_valid_for_sts_and_distinct():
     names = ["alice", "a.b", "a_b", "alice@example.com", "x" * 64]
-    roles = [policy.role_name(n) for n in names]
     sessions = [policy.role_session_name(n) for n in names]
-    assert len(set(roles)) == len(names) and len(set(sessions)) == len(names)
+    assert len(set(sessions)) == len(names)
     import re
 
-    for r in roles:
-        assert len(r) <= 64 and re.fullmatch(r"[\w+=,.@-]+", r)
     for s in sessions:
         assert 2 <= len(s) <= 64 and re.fullmatch(r"[\w+=,.@-]+", s)
 
 
-def test_assume_role_params_with_and_without_session_policy():
+def test_assume_role_params_carry_the_session_policy():
     g = Grants()
     shared = policy.assume_role_params("arn:aws:iam::1:role/r", "alice", 3600, policy.s3_policy("b", "alice", g))
-    assert shared["RoleArn"] == "arn:aws:iam::1:role/r"
-    assert shared["RoleSessionName"] == "alice"
-    assert shared["DurationSeconds"] == 3600
+    assert {k: v for k, v in shared.items() if k != "Policy"} == {
+        "RoleArn": "arn:aws:iam::1:role/r",
+        "RoleSessionName": "alice",
+        "DurationSeconds": 3600,
+        "Tags": [{"Key": "labdeck-user", "Value": "alice"}],
+    }
     assert json.loads(shared["Policy"]) == policy.s3_policy("b", "alice", g)
     assert len(shared["Policy"]) < 2048  # STS packed session policy limit
-    local = policy.assume_role_params("arn:aws:iam::1:role/labdeck-user-alice", "alice", 900, None)
-    assert "Policy" not in local

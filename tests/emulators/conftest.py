@@ -117,6 +117,7 @@ def bq_emulator(tmp_path_factory) -> Iterator[Emulator]:
             await state["stop"].wait()
             server.stop()
             await server.close_all_connections()
+            app.settings["bq_runner"].shutdown()
             app.settings["bq_executor"].shutdown(wait=True)
 
         asyncio.run(main())

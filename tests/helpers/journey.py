@@ -9,8 +9,9 @@ default; the chart harness logs in through a real OIDC provider's form, :attr:`T
 
 1. alice, bob and carol log in; alice sees the profile form;
 2. alice spawns her default server (the default profile);
-3. a kernel cell writes and reads her S3 home with the broker's credentials (temporary:
-   a session token; where the object store enforces per-user prefixes, bob's is denied);
+3. a kernel cell writes, reads and lists her S3 home with the broker's credentials
+   (temporary: a session token; where the object store enforces per-user prefixes, bob's
+   is denied, and so are listing bob's prefix and the bucket root);
 4. she submits a parameterized run of a notebook staged in her S3 home and gets its
    output notebook (rendered by the viewer);
 5. she shares the output read-only with bob, who opens it through the viewer; carol,
@@ -53,8 +54,8 @@ class Target:
     home_dir: Callable[[str], Path | None] = lambda user: None
     #: relative paths the admin's onboarding directory puts in every new home
     onboarding_files: tuple[str, ...] = ()
-    #: the object store refuses another user's prefix (moto enforces the local provider's
-    #: per-user roles; it ignores the session policies the chart's AWS provider relies on)
+    #: the object store refuses another user's prefix, listings included (labdeck's local
+    #: AWS endpoint evaluates the session policy and its s3:prefix condition, as AWS does)
     enforces_isolation: bool = True
     spawn_timeout: float = 240
     run_timeout: float = 360
@@ -104,6 +105,13 @@ try:
     print("other: readable")
 except Exception as e:
     print("other:", type(e).__name__, getattr(e, "response", {}).get("Error", {}).get("Code", ""))
+print("list-own:", prefix + "journey/hello.txt" in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]])
+for what, kw in (("list-other", {"Prefix": "home/bob/"}), ("list-root", {})):
+    try:
+        s3.list_objects_v2(Bucket=bucket, **kw)
+        print(what + ": listed")
+    except Exception as e:
+        print(what + ":", getattr(e, "response", {}).get("Error", {}).get("Code", type(e).__name__))
 """
 
 
@@ -119,8 +127,10 @@ def s3_cell(target: Target, client: HubClient) -> str:
     target.facts["identity"] = identity.split(":", 1)[1].strip()
     other = next(line for line in out.splitlines() if line.startswith("other:"))
     target.facts["other_prefix"] = other
+    assert "list-own: True" in out, out
     if target.enforces_isolation:
         assert "AccessDenied" in other or " 403" in other, out
+        assert "list-other: AccessDenied" in out and "list-root: AccessDenied" in out, out
     _timed(target, "s3_cell", t)
     target.facts["kernel"] = kernel
     return out
@@ -232,10 +242,11 @@ s3 = boto3.client("s3")
 for what, call in (
     ("write", lambda: s3.put_object(Bucket=bucket, Key={key!r}, Body=b"written by " + {user!r}.encode())),
     ("read", lambda: s3.get_object(Bucket=bucket, Key={key!r})["Body"].read().decode()),
+    ("list", lambda: s3.list_objects_v2(Bucket=bucket, Prefix={key!r}.rsplit("/", 1)[0] + "/")["KeyCount"]),
 ):
     try:
         result = call()
-        print(what + ":", result if what == "read" else "ok")
+        print(what + ":", "ok" if what == "write" else result)
     except ClientError as e:
         print(what + ":", e.response["Error"]["Code"])
 """
@@ -246,9 +257,9 @@ def group_grant(target: Target, member: HubClient, outsider: HubClient, key: str
 
     With ``write`` (a read-write grant) the member writes ``key`` and reads it back; without
     (a read-only grant, ``key`` already there) the member reads it and is refused the write.
-    The member runs in a kernel of their running server (``kernel``, or a new one); the
-    outsider's server (started here if it is not running) gets AccessDenied for both, with
-    the real boto3 and the broker's credentials.
+    The member lists the key's folder too; the member runs in a kernel of their running
+    server (``kernel``, or a new one); the outsider's server (started here if it is not
+    running) gets AccessDenied for all three, with the real boto3 and the broker's credentials.
     """
     t = time.monotonic()
     out = member.execute(GROUP_CELL.format(key=key, user=member.name), kernel or member.start_kernel(), timeout=120).check().stdout
@@ -257,10 +268,12 @@ def group_grant(target: Target, member: HubClient, outsider: HubClient, key: str
     else:
         assert "write: AccessDenied" in out and "read: " in out, out
         assert not any(f"read: {code}" in out for code in ("AccessDenied", "NoSuchKey")), out
+    listed = next(line for line in out.splitlines() if line.startswith("list: "))
+    assert listed[len("list: "):].isdigit() and int(listed[len("list: "):]) >= 1, out
     servers = outsider.api("GET", f"/users/{outsider.name}").json().get("servers") or {}
     if not (servers.get("") or {}).get("ready"):
         outsider.start_server("", {}, timeout=target.spawn_timeout)
     denied = outsider.execute(GROUP_CELL.format(key=key, user=outsider.name), outsider.start_kernel(), timeout=120).check().stdout
-    assert "write: AccessDenied" in denied and "read: AccessDenied" in denied, denied
+    assert "write: AccessDenied" in denied and "read: AccessDenied" in denied and "list: AccessDenied" in denied, denied
     _timed(target, "group_grant", t)
     return {"member": out, "outsider": denied}

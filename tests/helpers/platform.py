@@ -69,12 +69,20 @@ class Platform:
 
 
 def start_platform(
-    state_dir: Path, password: str = "test-password-1", extra_env: dict | None = None, timeout: float = 120, first_login: bool = False
+    state_dir: Path,
+    password: str = "test-password-1",
+    extra_env: dict | None = None,
+    timeout: float = 120,
+    first_login: bool = False,
+    wrap: list[str] | None = None,
+    wait: bool = True,
 ) -> Platform:
     """Run ``labdeck up``; return once it printed its banner and the hub is healthy.
 
     ``first_login=True`` returns instead the moment the login page answers 200,
-    as a person with the page open would use it (the rest may still be starting).
+    as a person with the page open would use it (the rest may still be starting);
+    ``wait=False`` returns at once. ``wrap`` goes before the command
+    (``tests/helpers/reaper.py``).
     """
     port = int((extra_env or {}).get("LABDECK_PORT") or free_port())
     env = {
@@ -91,11 +99,13 @@ def start_platform(
     log_path = state_dir.parent / f"{state_dir.name}-supervisor.log"
     log = open(log_path, "ab")
     offset = log.tell()  # a restart appends: only this run's output counts
-    proc = subprocess.Popen([LABDECK, "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([*(wrap or []), LABDECK, "up"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     # LABDECK_TLS_CERT: the proxy serves https; the test trusts that certificate (REQUESTS_CA_BUNDLE)
     scheme = "https" if env.get("LABDECK_TLS_CERT") else "http"
     plat = Platform(f"{scheme}://127.0.0.1:{port}", state_dir, password, proc, log_path)
+    if not wait:
+        return plat
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

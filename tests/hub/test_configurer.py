@@ -117,7 +117,8 @@ def test_kube_mode_spawns_labdeck_kube_with_a_pvc_home_reachable_hub_and_the_loc
     assert (sp.ip, sp.port) == ("0.0.0.0", 8888)
     assert sp.cmd == ["labdeck-singleuser"]  # onboarding, not performance_config's Spawner.cmd
     assert sp.args[-1] == "--allow-root" and "--LabApp.news_url=None" in sp.args
-    assert sp.environment == {"HOME": "/home/jovyan", "PATH": "/venv/bin:/usr/bin:/bin"}
+    assert sp.environment == {"HOME": "/home/jovyan", "PATH": "/venv/bin:/usr/bin:/bin",
+                              "LABDECK_S3_DRIVE": "1", "LABDECK_BIGQUERY_PANEL": "1"}
     assert sp.storage_pvc_ensure is True
     assert sp.volumes == [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}]
     assert sp.volume_mounts == [{"name": "home", "mountPath": "/home/jovyan"}]
@@ -160,3 +161,17 @@ def test_supervisor_kube_settings_from_env_and_kubeconfig_for_the_hub_only(tmp_p
         Supervisor({**env, "LABDECK_KUBE_NAMESPACE": ""}).kube_settings()
     with pytest.raises(SupervisorError, match="'local' or 'kube'"):
         Supervisor({**env, "LABDECK_SPAWNER": "docker"}).kube_settings()
+
+
+def test_data_uis_are_on_by_default_and_values_turn_each_off_in_both_backends():
+    from labdeck.hub.modes import chart_mode  # noqa: F401 - both modes go through the same update_spawner
+
+    c = local_config(SETTINGS, SECRETS)
+    assert c.Spawner.environment == {"LABDECK_S3_DRIVE": "1", "LABDECK_BIGQUERY_PANEL": "1"}
+    values = local_values(SETTINGS)
+    values.setdefault("singleuser", {})["data"] = {"s3Drive": {"enabled": False}, "bigqueryPanel": {"enabled": True}}
+    values["singleuser"]["extraEnv"] = {"TEAM": "x"}
+    c = configure(values, local_mode(SETTINGS, SECRETS))
+    assert c.Spawner.environment == {"TEAM": "x", "LABDECK_S3_DRIVE": "0", "LABDECK_BIGQUERY_PANEL": "1"}
+    kube = local_config({**SETTINGS, "kube": KUBE}, SECRETS)
+    assert kube.KubeSpawner.environment["LABDECK_S3_DRIVE"] == "1"

@@ -54,5 +54,17 @@ def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
         # a command added to this environment later (an upgrade) appears after the next start
         (root / "server-env" / "labdeck-server-env.json").write_text("{}")
         assert ensure_server_env(root / "server-env") == bin_dir
+        # the state directory moved: the environment is rebuilt where it now is, and runs there
+        (root / "moved").mkdir()
+        os.chmod(root / "moved", 0o755)
+        for name in ("server-env", "server-env-python"):
+            (root / name).rename(root / "moved" / name)
+        moved = ensure_server_env(root / "moved" / "server-env")
+        assert moved == str(root / "moved" / "server-env" / "bin")
+        with open(os.path.join(moved, "jupyterhub-singleuser")) as f:
+            assert f.readline().strip() == f"#!{moved}/python"
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.path.join(moved, "python"), "-c",
+                              "import labdeck.spawner.osusers, sys; print(sys.prefix)"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert out.stdout.strip() == str(root / "moved" / "server-env"), out.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -40,6 +40,10 @@ def test_rendered_unit_runs_labdeck_up_restarting_on_failure_with_state_outside_
     assert service["Environment"] == ["LABDECK_STATE_DIR=/var/lib/labdeck"]
     assert service["EnvironmentFile"] == ["-/etc/labdeck/labdeck.env"]
     assert service["KillMode"] == ["mixed"] and service["UMask"] == ["0077"]
+    # systemd waits for the supervisor's own clean stop before it kills anything
+    from labdeck.hub.local.runner import STOP_BUDGET_S
+
+    assert int(service["TimeoutStopSec"][0]) >= 2 * STOP_BUDGET_S
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
     assert "network-online.target" in unit["Unit"]["After"][0]
 

@@ -128,7 +128,8 @@ def test_os_users_when_root_unless_turned_off_and_the_config_follows():
     assert team.os_users_wanted({}, 1000) is False
     with pytest.raises(SettingsError, match="needs labdeck up to run as root"):
         team.os_users_wanted({"LABDECK_OS_USERS": "1"}, 1000)
-    on = configure(local_values(SETTINGS), local_mode({**SETTINGS, "os_users": True, "server_bin": "/s/server-env/bin"}, SECRETS))
+    limits = {"backend": "v1", "group": "labdeck-0123456789ab"}
+    on = configure(local_values(SETTINGS), local_mode({**SETTINGS, "os_users": True, "server_bin": "/s/server-env/bin", "limits": limits}, SECRETS))
     assert on.LabdeckLocalProcessSpawner.os_users is True
     assert on.LabdeckLocalProcessSpawner.server_bin == "/s/server-env/bin"
     assert "announcement" not in on.JupyterHub.template_vars
@@ -139,16 +140,42 @@ def test_os_users_when_root_unless_turned_off_and_the_config_follows():
     assert "exploration and prototyping" in off.JupyterHub.template_vars["announcement_home"]
 
 
+def test_limits_when_root_with_cgroups_unless_turned_off_and_every_page_says_when_they_are_not():
+    from labdeck.spawner.cgroups import Availability
+
+    v1 = lambda: Availability("v1", bases={"memory": "/m", "cpu": "/c"})  # noqa: E731
+    none = lambda: Availability("", "no cgroups here")  # noqa: E731
+    on = team.limits_settings({}, 0, "/srv/state", detect=v1)
+    assert on == {"limits": {"backend": "v1", "group": on["limits"]["group"]}}
+    assert on["limits"]["group"].startswith("labdeck-") and on["limits"]["group"] != team.limits_settings({}, 0, "/srv/other", detect=v1)["limits"]["group"]
+    assert team.limits_settings({"LABDECK_LIMITS": "0"}, 0, "/s", detect=v1) == {"limits_off": "LABDECK_LIMITS=0"}
+    assert team.limits_settings({}, 1000, "/s", detect=v1) == {"limits_off": "labdeck up is not running as root"}
+    assert team.limits_settings({}, 0, "/s", detect=none) == {"limits_off": "no cgroups here"}
+    for env, euid, detect in (({"LABDECK_LIMITS": "1"}, 1000, v1), ({"LABDECK_LIMITS": "1"}, 0, none)):
+        with pytest.raises(SettingsError, match="LABDECK_LIMITS=1"):
+            team.limits_settings(env, euid, "/s", detect=detect)
+    assert "enforced with a cgroup (v1)" in team.limits_lines(on)[0]
+    assert "not enforced" in "\n".join(team.limits_lines({"limits_off": "labdeck up is not running as root"}))
+
+    c = configure(local_values(SETTINGS), local_mode({**SETTINGS, "os_users": True, "limits": on["limits"]}, SECRETS))
+    assert (c.LabdeckLocalProcessSpawner.enforce_limits, c.LabdeckLocalProcessSpawner.cgroup_group) == (True, on["limits"]["group"])
+    off = configure(local_values(SETTINGS), local_mode({**SETTINGS, "os_users": True}, SECRETS))
+    assert off.LabdeckLocalProcessSpawner.enforce_limits is False
+    assert "sizes are not enforced" in off.JupyterHub.template_vars["announcement"]
+    assert "not isolated" not in off.JupyterHub.template_vars["announcement"]
+
+
 def test_state_dir_for_os_users_keeps_everything_but_homes_private(tmp_path):
     state = StateDir(tmp_path / "state")
     state.create()
     (state.root / "settings.json").write_text("{}")
     (state.root / "jupyterhub.sqlite").write_text("")
     (state.root / "server-env").mkdir(mode=0o755)
+    (state.root / "server-env-python").mkdir(mode=0o755)  # the interpreter server-env's python links to
     team.secure_state_dir(state)
     modes = {p.name: p.stat().st_mode & 0o777 for p in state.root.iterdir()}
     assert state.root.stat().st_mode & 0o777 == 0o711
-    assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755
+    assert modes.pop("homes") == 0o711 and modes.pop("server-env") == 0o755 and modes.pop("server-env-python") == 0o755
     assert modes == {"settings.json": 0o600, "jupyterhub.sqlite": 0o600, "secrets": 0o700, "logs": 0o700, "run": 0o700, "emulators": 0o700}
 
 

@@ -19,6 +19,17 @@ READ_TARGETS = (
 )
 
 
+LIST_ANALYSTS = (
+    "import boto3\n"
+    "from botocore.exceptions import ClientError\n"
+    "try:\n"
+    "    r = boto3.client('s3').list_objects_v2(Bucket='labdeck-data', Prefix='shared/analysts/')\n"
+    "    print([o['Key'] for o in r['Contents']])\n"
+    "except ClientError as e:\n"
+    "    print(e.response['Error']['Code'])"
+)
+
+
 def admin(platform, method, path, **kw):
     token = (platform.state_dir / "secrets" / "supervisor_token").read_text().strip()
     r = requests.request(method, f"{platform.url}/hub/api{path}", headers={"Authorization": f"token {token}"}, timeout=10, **kw)
@@ -47,8 +58,10 @@ def test_analysts_group_grant_follows_membership(platform, alice, alice_kernel):
     ck = carol.start_kernel()
 
     assert carol.execute(READ_TARGETS, ck).check().stdout.strip() == "ALLOWED"
-    # everyone else: shared/ is readable, but shared/analysts/ is explicitly denied
+    assert carol.execute(LIST_ANALYSTS, ck).check().stdout.strip() == "['shared/analysts/targets.csv']"
+    # everyone else: shared/ is readable, but shared/analysts/ is explicitly denied, listing included
     assert alice.execute(READ_TARGETS, alice_kernel).check().stdout.strip() == "AccessDenied"
+    assert alice.execute(LIST_ANALYSTS, alice_kernel).check().stdout.strip() == "AccessDenied"
     assert alice.execute(READ_TARGETS.replace("analysts/targets.csv", "README.txt"), alice_kernel).check().stdout.strip() == "ALLOWED"
 
     # removing carol from the group takes effect at her next credential refresh, no restart

@@ -2,8 +2,9 @@
 
 The same scenario runs through the chart's own hub in tests/kube/test_chart_journey.py;
 here the admin's onboarding directory comes in the chart's values format too
-(``LABDECK_VALUES_FILE`` with ``singleuser.onboardingDir``), and moto enforces each
-user's own IAM role, so bob's prefix is denied to alice's kernel.
+(``LABDECK_VALUES_FILE`` with ``singleuser.onboardingDir``), and the local AWS endpoint
+enforces each person's session policy, so bob's prefix is denied to alice's kernel,
+reading and listing.
 """
 
 from __future__ import annotations

@@ -72,6 +72,36 @@ def test_other_users_prefix_is_denied_by_iam(alice, alice_kernel):
     assert r.stdout.split() == ["put_object", "AccessDenied", "get_object", "AccessDenied", "put_object", "AccessDenied"]
 
 
+def test_listing_other_prefixes_is_denied_by_iam(alice, alice_kernel):
+    """s3:prefix on ListBucket: bob's home, the bucket root and a group prefix alice is not in are refused."""
+    r = alice.execute(
+        "import boto3, os, subprocess\n"
+        "from botocore.exceptions import ClientError\n"
+        "s3 = boto3.client('s3')\n"
+        "home = os.environ['LABDECK_S3_HOME'][len('s3://labdeck-data/'):]\n"
+        "s3.put_object(Bucket='labdeck-data', Key=home + 'listed.txt', Body=b'x')\n"
+        "for name, kw in [('own', dict(Prefix=home)), ('bob', dict(Prefix='home/bob/')), ('homes', dict(Prefix='home/')),\n"
+        "                 ('root', {}), ('analysts', dict(Prefix='shared/analysts/')), ('shared', dict(Prefix='shared/demo/'))]:\n"
+        "    try:\n"
+        "        keys = [o['Key'] for o in s3.list_objects_v2(Bucket='labdeck-data', **kw).get('Contents', [])]\n"
+        "        print(name, 'listed', home + 'listed.txt' in keys if name == 'own' else len(keys))\n"
+        "    except ClientError as e:\n"
+        "        print(name, e.response['Error']['Code'])\n"
+        "out = subprocess.run(['aws', 's3', 'ls', 's3://labdeck-data/home/bob/'], capture_output=True, text=True)\n"
+        "print('cli', out.returncode != 0, 'AccessDenied' in out.stderr)",
+        alice_kernel,
+    ).check()
+    assert r.stdout.splitlines() == [
+        "own listed True",
+        "bob AccessDenied",
+        "homes AccessDenied",
+        "root AccessDenied",
+        "analysts AccessDenied",
+        "shared listed 1",
+        "cli True True",
+    ]
+
+
 def test_credentials_refresh_after_expiry(alice, alice_kernel):
     code = (
         "import boto3, os, time\n"

@@ -12,6 +12,11 @@
 # Idempotent: if the cached binary exists and runs, it is printed and nothing
 # else happens.  Prints the binary path as the last line of stdout.
 #
+# Concurrent runs (two checkouts, or kube-apiserver and kube-controller-manager at
+# once) share one source tree under the cache, so a build holds a lock (flock on
+# $CACHE_ROOT/.build.lock); one that waited re-checks the cache before building.
+# The binary is installed by rename, so a reader never sees a partial file.
+#
 # Env:
 #   LABDECK_KUBE_CACHE   cache root (default ~/.cache/labdeck/kube)
 #   LABDECK_KUBE_VERSION upstream version expected in the Debian source (default 1.20.2;
@@ -33,6 +38,15 @@ log() { echo "build-apiserver: $*" >&2; }
 
 if [[ -x "$BIN" ]] && "$BIN" --version >/dev/null 2>&1; then
   log "cached: $("$BIN" --version)"
+  echo "$BIN"
+  exit 0
+fi
+
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.build.lock"
+flock 9
+if [[ -x "$BIN" ]] && "$BIN" --version >/dev/null 2>&1; then
+  log "cached (built meanwhile): $("$BIN" --version)"
   echo "$BIN"
   exit 0
 fi

@@ -17,10 +17,9 @@ What runs, and what each real part is:
   with the chart's ``securityContext`` and emptyDir mounts, run as the chart's uids
   (``run_as_user``), each checking that its interpreter and packages load;
 - moto (:mod:`labdeck.emulators.aws`, IAM enforced) as S3/STS/IAM on 127.0.0.1, the chart's
-  ``cloud.aws.endpointUrl``, with ``cloud.providers: [local-aws]``: the broker gives each
-  person an IAM role of their own (moto ignores the session policies of the ``aws``
-  provider), so alice's kernel is refused bob's prefix; the broker's and viewer's IAM keys
-  reach their pods through ``extraEnv``;
+  ``cloud.aws.endpointUrl``, with ``cloud.providers: [aws]``: one role scoped per person
+  by a session policy, which the endpoint evaluates, so alice's kernel is refused bob's
+  prefix; the broker's and viewer's IAM keys reach their pods through ``extraEnv``;
 - a real OpenID Connect provider (oidc-provider-mock, :mod:`tests.helpers.oidc`) on
   127.0.0.1: the chart's ``auth.oauth.issuer``. Pods share this machine's network (the
   kubelet gives them a private mount namespace only), so the hub pod reaches it on
@@ -271,7 +270,7 @@ def start_moto(workdir: Path, bucket: str = contract.DEFAULT_BUCKET, region: str
                 break
         except requests.RequestException:
             time.sleep(0.2)
-    # the broker's IAM user may create and assume the per-user roles of the local-aws provider
+    # the broker's IAM user may assume the users' role (cloud.aws.roleArn in chart-values.yaml)
     broker_file, viewer_file = workdir / "broker-aws", workdir / "viewer-aws"
     aws.seed(endpoint, bucket, region, str(broker_file), str(viewer_file))
     return Moto(endpoint, proc, bucket, _keys(broker_file), _keys(viewer_file))

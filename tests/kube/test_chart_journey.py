@@ -5,7 +5,7 @@ Deployments into pods, the process kubelet runs them (hub, proxy, broker, runs, 
 Service names resolve to their pods. A person then logs in through the proxy with the
 chart's OIDC login (``auth.oauth.issuer`` = a real provider process on 127.0.0.1, its
 login form), spawns a user pod from the chart's own spawner config, and so on (the
-scenario module; the broker's local-aws provider makes moto refuse bob's prefix to
+scenario module; the broker's aws provider's session policy makes moto refuse bob's prefix to
 alice's kernel). The identity provider's groups become JupyterHub groups, a group grant
 opens a shared prefix to a member only, and an identity outside ``allowedGroups`` cannot
 log in. Then ``helm upgrade`` with a changed value keeps the running server, and
@@ -132,7 +132,7 @@ def journey_facts(release):
         login=oidc.journey_login(release.url),
         home_dir=lambda user: release.kubelet.pvc_root / ch.NAMESPACE / f"claim-{user}",
         onboarding_files=("guides/Data-access.md",),
-        # cloud.providers [local-aws]: a role per person, so moto refuses bob's prefix to alice
+        # cloud.providers [aws]: a session policy per person, so moto refuses bob's prefix to alice
         enforces_isolation=True,
     )
     try:

@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "images/singleuser/jupyter_server_config.d/labdeck.json"
 
@@ -16,6 +18,8 @@ def test_server_config_replaces_jupyter_schedulers_extension_with_labdecks():
         "jupyter_scheduler": False,
         "labdeck.runs.jupyter_scheduler": True,
         "labdeck.runs.lab_shares": True,
+        "labdeck.data": True,
+        "labdeck.spawner.oomwatch": True,
         # the metadata endpoint R's gargle reads (issue 23)
         "labdeck.credentials.metadata": True,
     }
@@ -36,11 +40,16 @@ def test_image_and_make_install_the_same_config_and_extension():
     # one build script for both: make deps -> .venv, the image's labext-stage -> /usr/local
     assert "runs/labextension/build.sh $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT\)", makefile, re.M)
     assert re.search(r"runs/labextension/build\.sh /usr/local$", dockerfile, re.M)
+    # the data extension (S3 drive, BigQuery panel) too, its sources in the image's build context
+    assert "data/labextension/build.sh $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT_DATA\)", makefile, re.M)
+    assert re.search(r"data/labextension/build\.sh /usr/local", dockerfile, re.M)
+    assert "!data/**" in (ROOT / "images/singleuser/Dockerfile.dockerignore").read_text()
     assert "COPY --from=labext-stage /usr/local/share/jupyter/labextensions/@labdeck" in dockerfile
 
 
-def test_extension_sources_are_locked():
-    pkg = json.loads((ROOT / "runs/labextension/package.json").read_text())
-    lock = json.loads((ROOT / "runs/labextension/package-lock.json").read_text())
-    assert pkg["name"] == "@labdeck/lab" and pkg["jupyterlab"]["extension"] is True
+@pytest.mark.parametrize("folder, name", [("runs", "@labdeck/lab"), ("data", "@labdeck/data")])
+def test_extension_sources_are_locked(folder, name):
+    pkg = json.loads((ROOT / folder / "labextension/package.json").read_text())
+    lock = json.loads((ROOT / folder / "labextension/package-lock.json").read_text())
+    assert pkg["name"] == name and pkg["jupyterlab"]["extension"] is True
     assert lock["packages"]["node_modules/@jupyterlab/builder"]["version"] == pkg["devDependencies"]["@jupyterlab/builder"]

@@ -70,3 +70,49 @@ def test_home_is_0700_owned_by_the_account_and_a_linked_home_is_refused(tmp_path
         assert os.stat(tmp_path).st_uid == 0
     finally:
         subprocess.run(["userdel", account.name], check=True)
+
+
+def test_refusals_tell_the_admin_what_to_run_and_the_person_to_ask():
+    moved = osusers.home_in_use("alice", "labdeck-alice", "/old state/homes/alice", "/new/homes/alice")
+    assert moved.admin_message == str(moved)
+    assert "mv '/old state/homes/alice' /new/homes/alice && usermod --home /new/homes/alice labdeck-alice" in moved.admin_message
+    assert "usermod --home /new/homes/alice labdeck-alice" in moved.admin_message.rsplit("from scratch", 1)[1]
+    assert "/old" not in moved.person_message and "admin" in moved.person_message
+    foreign = osusers.foreign_account("alice", "labdeck-alice", "someone else", False, "/new/homes/alice")
+    assert "userdel labdeck-alice" in foreign.admin_message
+    assert "usermod --comment 'labdeck user alice' --home /new/homes/alice labdeck-alice" in foreign.admin_message
+    assert "labdeck-alice" in foreign.person_message and "someone else" not in foreign.person_message
+
+
+@root_only
+def test_an_account_whose_old_home_is_gone_is_rehomed_and_one_whose_old_home_holds_files_is_refused(tmp_path):
+    old, new, newer = (tmp_path / d / "homes" for d in ("old", "new", "newer"))
+    for homes in (old, new, newer):
+        homes.mkdir(parents=True, mode=0o711)
+    hub_name = f"zr-{os.getpid()}"
+    name = osusers.system_username(hub_name)
+    account = osusers.ensure_account(hub_name, str(old / hub_name))
+    try:
+        osusers.ensure_home(account)
+        (old / hub_name / "notes.txt").write_text("mine")
+        # the state directory was recreated elsewhere while the old home still holds files: refused, nothing changed
+        with pytest.raises(osusers.AccountRefused) as refused:
+            osusers.ensure_account(hub_name, str(new / hub_name))
+        assert f"usermod --home {new / hub_name} {name}" in str(refused.value)
+        assert pwd_home(name) == str(old / hub_name)
+        # the old state directory is gone (moved away or deleted): re-homed, same account
+        shutil.rmtree(tmp_path / "old")
+        again = osusers.ensure_account(hub_name, str(new / hub_name))
+        assert (again.uid, again.gid, again.home) == (account.uid, account.gid, str(new / hub_name))
+        assert pwd_home(name) == str(new / hub_name)
+        osusers.ensure_home(again)
+        # an empty old home holds nothing to lose: re-homed too
+        assert osusers.ensure_account(hub_name, str(newer / hub_name)).home == str(newer / hub_name)
+    finally:
+        subprocess.run(["userdel", name], check=True)
+
+
+def pwd_home(name):
+    import pwd
+
+    return pwd.getpwnam(name).pw_dir

@@ -19,12 +19,6 @@
 {{- if and (has "aws" .Values.cloud.providers) (not .Values.cloud.aws.bucket) -}}
 {{- fail "cloud.providers contains \"aws\" but cloud.aws.bucket is empty." -}}
 {{- end -}}
-{{- if and (has "local-aws" .Values.cloud.providers) (or (not .Values.cloud.aws.bucket) (not .Values.cloud.aws.endpointUrl)) -}}
-{{- fail "cloud.providers contains \"local-aws\" (S3 emulators and tests only) but cloud.aws.bucket or cloud.aws.endpointUrl is empty: it needs the emulator's endpoint and bucket." -}}
-{{- end -}}
-{{- if and (has "aws" .Values.cloud.providers) (has "local-aws" .Values.cloud.providers) -}}
-{{- fail "cloud.providers contains both \"aws\" and \"local-aws\"; enable one (local-aws is for S3 emulators and tests only)." -}}
-{{- end -}}
 {{- if and (has "gcp" .Values.cloud.providers) (not .Values.cloud.gcp.project) -}}
 {{- fail "cloud.providers contains \"gcp\" but cloud.gcp.project is empty." -}}
 {{- end -}}
@@ -40,7 +34,8 @@
   labdeck.removedKeys: values that were removed or renamed. A stale key stops
   the install with what to use instead (the schema would reject it too, but
   with a less helpful message). Also called from NOTES.txt.
-  Each entry: "old.key.path" -> "what to do".
+  Each entry: "old.key.path" -> "what to do"; removed values of a key
+  (an enum member the schema still accepts) are listed after the dict.
 */}}
 {{- define "labdeck.removedKeys" -}}
 {{- $removed := dict
@@ -65,6 +60,9 @@
 {{- if $found -}}
 {{- $messages = append $messages (printf "%s: %s" $path (index $removed $path)) -}}
 {{- end -}}
+{{- end -}}
+{{- if has "local-aws" ($.Values.cloud.providers | default list) -}}
+{{- $messages = append $messages "cloud.providers: local-aws was removed (the local AWS endpoint now evaluates session policies): use aws with cloud.aws.endpointUrl and cloud.aws.roleArn" -}}
 {{- end -}}
 {{- if $messages -}}
 {{- fail (printf "\n\nlabdeck: these values were removed or renamed:\n- %s\n" (join "\n- " $messages)) -}}
