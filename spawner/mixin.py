@@ -3,7 +3,11 @@
 What it adds, without calling any backend API itself:
 
 - the environment and files that point the standard SDK credential chains at
-  the credential broker (built by :mod:`labdeck.spawner.builders`);
+  the credential broker (built by :mod:`labdeck.spawner.builders`), including
+  what a process *without* that environment needs (RStudio's sessions, a
+  clean-env child): the server's token in a file only the person can read, the
+  SDKs' default paths (``~/.aws/config``, Google's ADC file, a block of
+  ``~/.Renviron``) and the port of the metadata endpoint R's gargle reads;
 - credential issuance *concurrently* with the backend's start, so the broker
   cache is warm when the first cell runs and a misconfigured grant fails the
   spawn with a message a person can act on;
