@@ -229,6 +229,34 @@ def test_rstudio_like_clean_environment_gets_the_same(team, alice, bob):
     print("clean env:", {k: v for k, v in out.items() if k.endswith("seconds")})
 
 
+def test_a_clean_environment_shell_gets_s3_through_the_default_aws_config(team, alice, bob):
+    """What a terminal login shell or a tool that scrubs its environment sees: only HOME, USER and PATH."""
+    pw = pwd.getpwnam(sysname(ALICE))
+    server_bin = team_settings()["server_bin"]
+    home = f"s3://labdeck-data/home/{ALICE}/"
+    probe = Path(pw.pw_dir) / "clean-env.txt"
+    probe.write_text("from a clean environment\n")
+    os.chown(probe, pw.pw_uid, pw.pw_gid)
+
+    def aws(*args):
+        argv = [
+            "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+            "env", "-i", f"HOME={pw.pw_dir}", f"USER={pw.pw_name}", f"PATH={server_bin}:/usr/local/bin:/usr/bin:/bin",
+            "aws", "s3", *args,
+        ]  # fmt: skip
+        t0 = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=pw.pw_dir)
+        return proc, time.monotonic() - t0
+
+    up, seconds = aws("cp", str(probe), home + "clean-env.txt")
+    assert up.returncode == 0, up.stderr
+    back, _ = aws("cp", home + "clean-env.txt", "-")
+    assert (back.returncode, back.stdout) == (0, "from a clean environment\n")
+    denied, _ = aws("cp", str(probe), bob.s3_home + "from-alice.txt")
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr
+    print(f"clean-env aws s3 cp (new process, credential_process included): {seconds:.2f}s")
+
+
 def test_the_wiring_is_alices_alone(team, alice, bob):
     pw = pwd.getpwnam(sysname(ALICE))
     home = Path(pw.pw_dir)
