@@ -21,8 +21,8 @@ from typing import Any
 from traitlets.config import Config
 
 from . import contract
-from .configurer import Values
 from .modes import Mode
+from .values import Values
 
 #: refresh a cached credential when it has less than this left (the SDKs' own window is 15 min)
 CACHE_MARGIN_SECONDS = 1200
