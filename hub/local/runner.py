@@ -20,12 +20,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,13 +31,13 @@ from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
 from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
-from . import proctree, team
-from .. import status
+from . import banner, proctree, shutdown, team
 from .state import SECRET_NAMES, StateDir, state_dir
+from .waits import Stopping, pid_alive, plan_ports, stop_group, wait_http, wait_routes
+from .waits import loopback_tls_context as loopback_tls_context  # noqa: F401 - kept importable here
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STOP_GRACE_S = 10
 #: a stop (Ctrl-C, SIGTERM, ``systemctl stop``) leaves nothing behind within this many seconds
 STOP_BUDGET_S = 7
 #: of which the hub gets this long to stop the user servers itself
@@ -47,91 +45,6 @@ STOP_SERVERS_S = 3
 READY_TIMEOUT_S = 90
 MAX_RESTARTS = 5
 SupervisorError = SettingsError
-
-
-class Stopping(Exception):
-    """A stop was asked for while starting: stop what runs, start nothing more."""
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def loopback_tls_context(url: str):
-    """For https to this machine's own proxy: its certificate names the public host, not 127.0.0.1.
-
-    The connection never leaves loopback and carries no secret, so the name is not checked.
-    """
-    import ssl
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "https" or parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        return None
-    return ssl._create_unverified_context()
-
-
-def wait_http(url: str, timeout: float, ok=(200,), proc: subprocess.Popen | None = None, abort: threading.Event | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last = None
-    context = loopback_tls_context(url)
-    while time.monotonic() < deadline:
-        if abort is not None and abort.is_set():
-            raise Stopping()
-        if proc is not None and proc.poll() is not None:
-            raise SupervisorError(f"process exited with {proc.returncode} while waiting for {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-                if resp.status in ok:
-                    return
-        except urllib.error.HTTPError as e:
-            if e.code in ok:
-                return
-            last = e
-        except OSError as e:
-            last = e
-        time.sleep(0.05)
-    raise SupervisorError(f"{url} did not become ready within {timeout:.0f}s ({last})")
-
-
-def stop_group(pid: int, grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group led by ``pid``, SIGKILL it if it outlives ``grace``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
 
 class Supervisor:
     """See the module docstring."""
@@ -185,26 +98,6 @@ class Supervisor:
                 stop_group(pid)
             pidfile.unlink(missing_ok=True)
 
-    def plan_ports(self, previous: dict) -> dict:
-        public = int(self.env.get("LABDECK_PORT") or 8000)
-        if not port_free(public):
-            raise SupervisorError(
-                f"Port {public} on 127.0.0.1 is in use. Stop what uses it, or choose another port with LABDECK_PORT=<port>."
-            )
-        ports = {"public_port": public}
-        taken = {public}
-        for key in ("hub_port", "proxy_api_port", "broker_port", "aws_port", "bq_port", "runs_port", "viewer_port"):
-            want = previous.get(key)
-            if want and want not in taken and port_free(want):
-                ports[key] = want
-            else:
-                p = free_port()
-                while p in taken:
-                    p = free_port()
-                ports[key] = p
-            taken.add(ports[key])
-        return ports
-
     def prepare(self) -> dict:
         os_users = team.os_users_wanted(self.env, os.geteuid())
         if os_users:
@@ -216,7 +109,7 @@ class Supervisor:
             previous = self.state.read_settings()
         except (OSError, ValueError):
             previous = {}
-        ports = self.plan_ports(previous)
+        ports = plan_ports(self.env, previous)
         settings = {
             **ports,
             "state_dir": str(self.state.root),
@@ -233,7 +126,7 @@ class Supervisor:
         if not settings.get("kube"):
             settings.update(team.limits_settings(self.env, os.geteuid(), self.state.root))
             # cgroups a crashed run left behind (its processes were stopped above)
-            self.remove_cgroups(settings)
+            shutdown.remove_cgroups(settings)
         self.state.write_settings(settings)
         for name in SECRET_NAMES:
             self.state.ensure_secret(name)
@@ -324,7 +217,8 @@ class Supervisor:
             # an endpoint that answers 401 or 403 without a token is up
             wait_http(comp.ready_url, READY_TIMEOUT_S, ok=(200, 401, 403), proc=comp.proc, abort=abort)
         if comp.routes:
-            self.wait_routes(comp.routes, READY_TIMEOUT_S, proc=comp.proc, abort=abort)
+            api = f"http://127.0.0.1:{self.settings['proxy_api_port']}/api/routes"
+            wait_routes(api, self.state.read_secret("proxy_token"), comp.routes, READY_TIMEOUT_S, proc=comp.proc, abort=abort)
         if comp.name == "aws":
             from labdeck.emulators.aws import seed
 
@@ -336,27 +230,6 @@ class Supervisor:
                 viewer_credentials_file=str(self.state.secret_path("viewer_aws_credentials")),
             )
         comp.ready_at = time.monotonic()
-
-    def wait_routes(self, routes, timeout: float, proc=None, abort: threading.Event | None = None) -> None:
-        """Wait until the proxy's routing table has every path in ``routes`` (asked on its API port)."""
-        url = f"http://127.0.0.1:{self.settings['proxy_api_port']}/api/routes"
-        headers = {"Authorization": f"token {self.state.read_secret('proxy_token')}"}
-        want = {r.rstrip("/") for r in routes}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if abort is not None and abort.is_set():
-                raise Stopping()
-            if proc is not None and proc.poll() is not None:
-                raise SupervisorError(f"process exited with {proc.returncode} while waiting for its routes")
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as resp:
-                    have = {k.rstrip("/") for k in json.loads(resp.read())}
-                if want <= have:
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise SupervisorError(f"the proxy has no route for {', '.join(sorted(want))} after {timeout:.0f}s")
 
     def start_component(self, name: str) -> None:
         """Start one component and wait until it is ready (a restart)."""
@@ -409,104 +282,22 @@ class Supervisor:
             self._wake.wait(0.02)
             self._wake.clear()
 
-    def stop_user_servers(self, deadline: float) -> None:
-        """Ask the hub to stop every running user server (named ones too), until ``deadline`` at most.
-
-        The DELETEs go out at once; whatever has not stopped by the deadline
-        is stopped by :meth:`stop_all`'s sweep of the process tree.
-        """
-        s = self.settings
-        api = f"http://127.0.0.1:{s['hub_port']}/hub/api"
-        headers = {"Authorization": f"token {self.state.read_secret('supervisor_token')}"}
-
-        def remaining() -> float:
-            return max(0.1, deadline - time.monotonic())
-
-        try:
-            req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-            with urllib.request.urlopen(req, timeout=min(2, remaining())) as resp:
-                users = json.loads(resp.read())
-        except (OSError, ValueError):
-            return
-        paths = []
-        for user in users:
-            for server_name in user.get("servers") or {}:
-                paths.append(f"{api}/users/{user['name']}/servers/{server_name}" if server_name else f"{api}/users/{user['name']}/server")
-
-        def delete(path: str) -> None:
-            try:
-                urllib.request.urlopen(urllib.request.Request(path, method="DELETE", headers=headers), timeout=remaining()).close()
-            except OSError:
-                pass
-
-        threads = [threading.Thread(target=delete, args=(p,), daemon=True) for p in paths]
-        for t in threads:
-            t.start()
-        while paths and time.monotonic() < deadline and not self.hard_stop:
-            try:
-                req = urllib.request.Request(f"{api}/users?state=active", headers=headers)
-                with urllib.request.urlopen(req, timeout=min(2, remaining())) as resp:
-                    if not json.loads(resp.read()):
-                        return
-            except (OSError, ValueError):
-                return
-            time.sleep(0.1)
-
     def stop_all(self) -> None:
         """Stop everything within :data:`STOP_BUDGET_S`: no process, no port, no pid file left.
 
-        1. user servers through the hub API (so the hub records them stopped),
-           for at most :data:`STOP_SERVERS_S`;
-        2. SIGTERM to every component's process group at once;
-        3. SIGTERM to every other descendant (servers, kernels, zygotes: this
-           process is their subreaper, :mod:`labdeck.hub.local.proctree`);
-        4. SIGKILL to whatever is left at the deadline, then reap.
-
+        User servers first, through the hub API (so the hub records them stopped), for at
+        most :data:`STOP_SERVERS_S`; then every process (:func:`shutdown.stop_processes`).
         A second Ctrl-C (:attr:`hard_stop`) skips to SIGKILL at once.
         """
         self.stopping = True
         self._abort.set()
         t0 = time.monotonic()
         hub = self.components.get("hub")
+        hard = lambda: self.hard_stop  # noqa: E731
         if not self.hard_stop and hub and hub.proc and hub.proc.poll() is None and self.hub_ready:
-            self.stop_user_servers(t0 + STOP_SERVERS_S)
-        procs = [c.proc for c in self.components.values() if c.proc is not None]
-        for proc in procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL if self.hard_stop else signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        term_sent: set[int] = set()
-        deadline = t0 + STOP_BUDGET_S
-        while time.monotonic() < deadline:
-            for proc in procs:
-                proc.poll()
-            proctree.reap(keep=[p.pid for p in procs])
-            left = proctree.living_descendants()
-            if not left:
-                break
-            sig = signal.SIGKILL if self.hard_stop else signal.SIGTERM
-            fresh = [p for p in left if p not in term_sent or sig == signal.SIGKILL]
-            proctree.signal_all(fresh, sig)
-            term_sent.update(fresh)
-            time.sleep(0.05)
-        # whatever outlived the budget: SIGKILL, until nothing is left
-        for _ in range(100):
-            left = proctree.living_descendants()
-            if not left:
-                break
-            proctree.signal_all(left, signal.SIGKILL)
-            time.sleep(0.02)
-            for proc in procs:
-                proc.poll()
-            proctree.reap(keep=[p.pid for p in procs])
-        for proc in procs:
-            try:
-                proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
-        proctree.reap()
+            api = f"http://127.0.0.1:{self.settings['hub_port']}/hub/api"
+            shutdown.stop_user_servers(api, self.state.read_secret("supervisor_token"), t0 + STOP_SERVERS_S, hard)
+        shutdown.stop_processes([c.proc for c in self.components.values() if c.proc is not None], hard, t0 + STOP_BUDGET_S)
         for comp in self.components.values():
             comp.proc = None
         self.after_stop()
@@ -515,19 +306,7 @@ class Supervisor:
 
     def after_stop(self) -> None:
         """Once every process is gone: remove the cgroups of user servers."""
-        self.remove_cgroups(getattr(self, "settings", {}))
-
-    @staticmethod
-    def remove_cgroups(settings: dict) -> None:
-        limits = settings.get("limits") or {}
-        if limits.get("backend") not in ("v1", "v2"):
-            return  # systemd removes a scope once it is empty
-        from labdeck.spawner import cgroups
-
-        try:
-            cgroups.Cgroups(cgroups.detect(), limits["group"]).remove_all()
-        except (cgroups.CgroupError, OSError) as e:
-            print(f"labdeck: could not remove the servers' cgroups: {e}", file=sys.stderr, flush=True)
+        shutdown.remove_cgroups(getattr(self, "settings", {}))
 
     def watch_once(self) -> None:
         """Restart any component that died (bounded: MAX_RESTARTS per minute); collect exited orphans."""
@@ -565,49 +344,10 @@ class Supervisor:
         print("labdeck: could not re-sync the proxy's routes; restart labdeck if pages do not load", file=sys.stderr, flush=True)
 
     def timings(self) -> str:
-        """One line: when each component was started and ready, in seconds after ``labdeck up`` began."""
-        parts = [
-            f"{c.name} {c.started_at - self.t_start:.1f}->{c.ready_at - self.t_start:.1f}"
-            for c in sorted(self.components.values(), key=lambda c: c.ready_at or 0)
-            if c.started_at and c.ready_at
-        ]
-        return "labdeck: started (s after start -> ready): " + ", ".join(parts)
+        return banner.timings(self.components.values(), self.t_start)
 
     def banner(self) -> str:
-        s = self.settings
-        from .values import local_public_url
-
-        lines = [
-            "",
-            f"  labdeck is running: {local_public_url(s)}   (ready in {getattr(self, 'ready_after', 0):.1f} s)",
-            "",
-        ]
-        if s.get("oidc"):
-            lines += team.login_lines(s, local_public_url(s))
-        else:
-            lines.append("  Log in with any username (lowercase letters, digits, . _ @ -) and the password")
-        if s.get("oidc"):
-            pass
-        elif self.generated_password:
-            lines.append(f"      {self.password}")
-            lines.append(f"  (generated once; stored in {self.state.secret_path('dev_password')}, mode 0600)")
-        elif "LABDECK_DEV_PASSWORD" in self.env and self.env["LABDECK_DEV_PASSWORD"]:
-            lines.append("      from LABDECK_DEV_PASSWORD")
-        else:
-            lines.append(f"      stored in {self.state.secret_path('dev_password')}")
-        lines += [
-            "",
-            f"  State: {self.state.root}   Logs: {self.state.logs}",
-            f"  Local S3/STS/IAM (moto): {s['aws_endpoint']}  bucket: {s['bucket']}",
-            f"  Local BigQuery: {s['bq_endpoint']}  project: {s['gcp_project']}",
-            f"  Grants (edit live): {self.state.root / 'grants.json'}",
-            *status.banner_lines(s),
-            *team.isolation_lines(s),
-            *team.limits_lines(s),
-            "  Press Ctrl-C to stop everything.",
-            "",
-        ]
-        return "\n".join(lines)
+        return banner.text(self.settings, self.state, self.env, getattr(self, "ready_after", 0), self.generated_password, self.password)
 
     def request_stop(self, signum=None, frame=None) -> None:
         """SIGINT/SIGTERM: the first stops cleanly (any waiting ends now), the second kills everything."""
