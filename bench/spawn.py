@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    RESULTS, SpawnError, User, fmt, install_cleanup, machine, make_system, med, person, table, write_json,
-)
+from common import RESULTS, install_cleanup, make_system  # noqa: E402
+from people import SpawnError, User, person  # noqa: E402
+from report import fmt, machine, med, table, write_json  # noqa: E402
 
 S3_CELL = (
     "import boto3, os\n"

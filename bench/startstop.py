@@ -32,9 +32,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    RESULTS, Labdeck, User, Vanilla, fmt, install_cleanup, machine, med, person, remove_os_users, table, write_json,
-)
+from common import RESULTS, Labdeck, Vanilla, install_cleanup  # noqa: E402
+from people import User, person, remove_os_users  # noqa: E402
+from report import fmt, machine, med, table, write_json  # noqa: E402
 
 ROUTES = ("/hub/health", "/services/runs/health", "/services/viewer/health")
 DEADLINE_S = 120

@@ -123,9 +123,9 @@ class ExpiryMiddleware:
 def make_app():
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from . import aws_iam
+    from . import aws_iam_moto
 
-    aws_iam.install()
+    aws_iam_moto.install()
     return ExpiryMiddleware(DomainDispatcherApplication(create_backend_app))
 
 

@@ -91,8 +91,22 @@ HOME_PREFIX = "home/"
 #: where the home volume is mounted in a Kubernetes user pod
 KUBE_HOME = "/home/jovyan"
 
+# ---------------------------------------------------------------- a server's labdeck files
+#: in the server's labdeck directory (``~/.labdeck`` locally, the per-server Secret at
+#: ``/etc/labdeck`` on Kubernetes): what the in-server client reads when a process has no
+#: labdeck environment (an RStudio session, a clean-env child). Only the person can read them.
+TOKEN_FILE = "jupyterhub-api-token"
+BROKER_URL_FILE = "broker-url"
+#: the files placed at the SDKs' default paths in the home (``labdeck.spawner.homefiles``)
+HOME_FILES_FILE = "home-files.json"
+#: the GCE-metadata-compatible endpoint (``labdeck.credentials.metadata``) in a Kubernetes
+#: user pod, on the pod's own loopback; locally each server gets a free loopback port
+METADATA_PORT = 8988
+
 # ---------------------------------------------------------------- environment
 #: set in every user server by the spawner
+ENV_FILES_DIR = "LABDECK_FILES_DIR"
+ENV_METADATA_PORT = "LABDECK_METADATA_PORT"
 ENV_S3_HOME = "LABDECK_S3_HOME"
 ENV_S3_BUCKET = "LABDECK_S3_BUCKET"
 ENV_BROKER_URL = "LABDECK_BROKER_URL"

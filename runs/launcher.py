@@ -152,6 +152,18 @@ class HubLauncher(Launcher):
             raise ExecTimeout() from None
         finally:
             ws.close()
+            await self._delete_kernel(base, kernel_id)
+
+    async def _delete_kernel(self, base: str, kernel_id: str) -> None:
+        """Shut the run's kernel down (its server may live on: a run never leaves a kernel behind)."""
+        req = HTTPRequest(base + f"api/kernels/{kernel_id}", method="DELETE", headers=self._headers(), request_timeout=30, **self._proxy_tls)
+        try:
+            resp = await self.http.fetch(req, raise_error=False)
+        except Exception as e:  # noqa: BLE001 - the server stopping: its kernels go with it
+            self.log.warning("Could not shut down the run's kernel: %s", type(e).__name__)
+            return
+        if resp.code not in (204, 404):
+            self.log.warning("Shutting down the run's kernel: server said HTTP %s", resp.code)
 
     async def _run_code(self, ws, code: str, user: str) -> str:
         msg_id = uuid.uuid4().hex

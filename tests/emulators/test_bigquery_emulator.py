@@ -284,9 +284,13 @@ def test_destination_table_and_ddl(alice):
                       f"SELECT * FROM demo.orders WHERE amount > 300")
     job.result()
     assert job.statement_type == "CREATE_TABLE_AS_SELECT"
+    over_400 = next(iter(alice.query("SELECT COUNT(*) AS n FROM alice.big_orders WHERE amount > 400").result())).n
+    before = alice.get_table("alice.big_orders").num_rows
+    assert 0 < over_400 < before  # the seeded orders have some of each
     dml = alice.query("DELETE FROM alice.big_orders WHERE amount > 400")
     dml.result()
-    assert dml.num_dml_affected_rows is not None and dml.num_dml_affected_rows >= 0
+    assert dml.num_dml_affected_rows == over_400
+    assert alice.get_table("alice.big_orders").num_rows == before - over_400
     job = alice.query("INSERT INTO alice.big_orders (order_id, amount) VALUES (-1, 1)")
     job.result()
     assert job.num_dml_affected_rows == 1

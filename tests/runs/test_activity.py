@@ -102,3 +102,23 @@ def test_executing_run_is_not_culled(platform):
         if server_model(platform, runs_token, "erin") is not None:
             asyncio.run(launcher.stop_server("erin", SERVER, timeout=60))
     assert runs_token not in platform.logs()
+
+
+def test_a_run_leaves_no_kernel_behind(platform):
+    """The launcher shuts down the kernel it started, also when the run's server stays up."""
+    runs_token = (platform.state_dir / "secrets" / "runs_token").read_text().strip()
+    HubClient(platform.url).login("frank", platform.password)
+    launcher = HubLauncher(hub_api(platform), platform.url, runs_token, logging.getLogger("test-runs"))
+    kernels = f"{platform.url}/user/frank/{SERVER}/api/kernels"
+    headers = {"Authorization": f"token {runs_token}"}
+
+    async def run() -> str:
+        await launcher.start_server("frank", SERVER, {}, timeout=120)
+        return await launcher.execute("frank", SERVER, "print(6 * 7)", timeout=120)
+
+    try:
+        assert asyncio.run(run()).strip() == "42"
+        r = requests.get(kernels, headers=headers, timeout=10)
+        assert r.status_code == 200 and r.json() == [], r.text[:300]
+    finally:
+        asyncio.run(launcher.stop_server("frank", SERVER, timeout=60))
