@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from labdeck.hub import contract
+from labdeck.hub import configure_services
 from labdeck.hub.configurer import recorded_defaults
 from labdeck.hub.modes import kube_mode
 from labdeck.hub.values import lookup
@@ -19,7 +20,9 @@ CHART = Path(__file__).resolve().parents[2] / "helm" / "labdeck"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 NAMES = {"hub": "h", "proxy-api": "pa", "singleuser": "su", "user-priority": "up", contract.BROKER: "b", contract.RUNS: "r", contract.VIEWER: "v"}
 SECRETS = {k: "00" * 32 for k in ("cookie_secret", "proxy_token", "broker_token", "runs_token", "viewer_token")}
-DEFAULTS = recorded_defaults(kube_mode(NAMES, SECRETS, namespace="ns"))
+MODE = kube_mode(NAMES, SECRETS, namespace="ns")
+#: the hub's configurer and the broker's, runs' and viewer's (labdeck.hub.configure_services)
+DEFAULTS = {**recorded_defaults(MODE), **configure_services.recorded_defaults(MODE)}
 #: keys the chart injects next to .Values (Chart, Release, Names): not in values.yaml
 INJECTED = {k for k in DEFAULTS if k[:1].isupper()}
 MISSING = object()
@@ -28,6 +31,8 @@ MISSING = object()
 def test_the_configurer_reads_many_keys():
     assert len(DEFAULTS) > 40, sorted(DEFAULTS)
     assert {"culler.timeout", "hub.namedServers.limitPerUser", "runs.enabled", "auth.oauth.groupsClaim"} <= set(DEFAULTS)
+    # the services' keys too
+    assert {"broker.grants", "cloud.providers", "cloud.gcp.serviceAccount", "cloud.aws.ttlSeconds"} <= set(configure_services.recorded_defaults(MODE))
 
 
 @pytest.mark.parametrize("key", sorted(set(DEFAULTS) - INJECTED))
