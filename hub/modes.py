@@ -6,7 +6,7 @@ take from the values comes from a :class:`Mode`: where the processes are
 (addresses), where secrets come from, which spawner backend runs servers and
 which services only one mode runs. :data:`MODE_TABLE` names every config key
 that may therefore differ between a chart render and the embedded default
-given the same values, and why; ``tests/hub/test_parity.py`` fails on any
+given the same values, and why; ``tests/chart/test_parity.py`` fails on any
 other difference.
 """
 

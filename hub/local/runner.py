@@ -29,12 +29,10 @@ from pathlib import Path
 
 from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
-from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
-from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
+from .settings import DEFAULT_GRANTS, SettingsError, env_settings, kube_settings
 from . import banner, proctree, shutdown, team
 from .state import SECRET_NAMES, StateDir, state_dir
 from .waits import Stopping, pid_alive, plan_ports, stop_group, wait_http, wait_routes
-from .waits import loopback_tls_context as loopback_tls_context  # noqa: F401 - kept importable here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,8 +142,6 @@ class Supervisor:
         grants_file = self.state.root / "grants.json"
         if not grants_file.exists():
             grants_file.write_text(json.dumps(DEFAULT_GRANTS, indent=2))
-        config = broker_config(settings, str(grants_file), str(self.state.secret_path("bigquery_key")))
-        (self.state.root / "broker_config.json").write_text(json.dumps(config, indent=2))
         if settings.get("os_users"):
             team.secure_state_dir(self.state)
         return settings
@@ -181,7 +177,6 @@ class Supervisor:
             "chp": self.find_chp(),
             "bigquery_data": str(st.emulators / "bigquery"),
             "bigquery_key": str(st.secret_path("bigquery_key")),
-            "broker_config": str(st.root / "broker_config.json"),
             "broker_aws_credentials": str(st.secret_path("broker_aws_credentials")),
             "viewer_aws_credentials": str(st.secret_path("viewer_aws_credentials")),
         }

@@ -7,7 +7,6 @@ Errors are :class:`SettingsError`, with a message for a person.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -149,20 +148,3 @@ def env_settings(env: Mapping[str, str]) -> dict:
     # company login, public URL, TLS (labdeck.hub.local.team)
     settings.update(team_settings(env))
     return settings
-
-
-def broker_config(settings: Mapping, grants_file: str, bigquery_key_file: str) -> dict:
-    """The broker's traitlets config (JSON), from the one broker configurer (:mod:`labdeck.hub.configure_services`).
-
-    Kept for the runner's ``broker_config.json``; the broker itself loads
-    :mod:`labdeck.hub.local.service_config`, which computes the same config.
-    """
-    import json
-
-    from ..configure_services import configure_broker
-    from ..modes import local_mode
-    from .values import local_values
-
-    mode = local_mode(settings, {})
-    mode = dataclasses.replace(mode, service_state={**mode.service_state, "grants_file": grants_file, "bigquery_key": bigquery_key_file})
-    return json.loads(json.dumps(configure_broker(local_values(settings), mode)))
