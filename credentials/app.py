@@ -166,8 +166,8 @@ class BrokerApp(LabdeckServiceApp):
             [
                 (prefix + r"whoami", WhoAmIHandler),
                 (prefix + r"grants", GrantsHandler),
-                (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
-                (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
+                (prefix + contract.BROKER_CREDENTIALS_ROUTE.format(provider=r"([a-z0-9-]+)"), CredentialsHandler),
+                (prefix + contract.BROKER_TOKEN_ROUTE.format(provider=r"([a-z0-9-]+)"), TokenExchangeHandler),
                 *self.base_handlers(),
                 (prefix.rstrip("/") + r"/?", HealthHandler, {"app": self}),
             ],

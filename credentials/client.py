@@ -75,7 +75,7 @@ def fetch(provider: str, *, broker_url: str | None = None, token: str | None = N
         raise ClientError("LABDECK_BROKER_URL is not set and no labdeck files were found: this server was not started by labdeck")
     if not token:
         raise ClientError("JUPYTERHUB_API_TOKEN is not set and the server's token file is missing: cannot authenticate to the credential broker")
-    url = broker_url.rstrip("/") + f"/{provider}/credentials"
+    url = broker_url.rstrip("/") + "/" + contract.BROKER_CREDENTIALS_ROUTE.format(provider=provider)
     req = urllib.request.Request(url, headers={"Authorization": f"token {token}", "Accept": "application/json"})
     deadline = time.monotonic() + UNREACHABLE_DEADLINE_S
     server_errors = 0

@@ -30,9 +30,11 @@ from typing import Any
 
 import yaml
 
-VALUES_FILE_ENV = "LABDECK_VALUES_FILE"
+from labdeck.hub import contract
+
+VALUES_FILE_ENV = contract.ENV_VALUES_FILE
 DEFAULT_VALUES_FILE = "/usr/local/etc/labdeck/values.yaml"
-SECRET_DIR_ENV = "LABDECK_SECRET_DIR"
+SECRET_DIR_ENV = contract.ENV_SECRET_DIR
 DEFAULT_SECRET_DIR = "/usr/local/etc/labdeck/secret"
 
 _MISSING = object()

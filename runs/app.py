@@ -47,7 +47,7 @@ class RunsApp(LabdeckServiceApp):
 
     @default("db_path")
     def _db_path_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "runs.sqlite")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "runs", "runs.sqlite")
 
     bucket = Unicode(
         contract.DEFAULT_BUCKET,
@@ -154,12 +154,12 @@ class RunsApp(LabdeckServiceApp):
         p = self.base_url
         return web.Application(
             [
-                (p + r"api/runs", RunsHandler),
-                (p + r"api/runs/([^/]+)", RunHandler),
-                (p + r"api/schedules", SchedulesHandler),
-                (p + r"api/schedules/([^/]+)", ScheduleHandler),
+                (p + contract.RUNS_API_ROUTE, RunsHandler),
+                (p + contract.RUNS_API_ROUTE + r"/([^/]+)", RunHandler),
+                (p + contract.SCHEDULES_API_ROUTE, SchedulesHandler),
+                (p + contract.SCHEDULES_API_ROUTE + r"/([^/]+)", ScheduleHandler),
                 *self.base_handlers(),
-                (p + r"api/schedules/([^/]+)/runs", ScheduleRunsHandler),
+                (p + contract.SCHEDULES_API_ROUTE + r"/([^/]+)/runs", ScheduleRunsHandler),
             ],
             runs_app=self,
             log_function=self.log_request,

@@ -212,7 +212,7 @@ class ViewerApp(LabdeckServiceApp):
 
     @default("db_path")
     def _db_path_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "shares.sqlite")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "runs", "shares.sqlite")
 
     bucket = Unicode(
         contract.DEFAULT_BUCKET,
@@ -273,10 +273,10 @@ class ViewerApp(LabdeckServiceApp):
         return web.Application(
             [
                 (p + r"oauth_callback", HubOAuthCallbackHandler),
-                (p + r"view/(.+)", OwnViewHandler),
-                (p + r"s/([^/]+)", ShareViewHandler),
-                (p + r"api/shares", SharesAPIHandler),
-                (p + r"api/shares/([^/]+)", ShareAPIHandler),
+                (p + contract.VIEWER_VIEW_ROUTE + r"/(.+)", OwnViewHandler),
+                (p + contract.VIEWER_SHARE_ROUTE + r"/([^/]+)", ShareViewHandler),
+                (p + contract.VIEWER_SHARES_API_ROUTE, SharesAPIHandler),
+                (p + contract.VIEWER_SHARES_API_ROUTE + r"/([^/]+)", ShareAPIHandler),
                 *self.base_handlers(),
             ],
             viewer=self,

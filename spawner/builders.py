@@ -63,7 +63,7 @@ def gcp_credentials(broker_url: str, credential_command: list[str]) -> str:
             "type": "external_account",
             "audience": GCP_AUDIENCE,
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-            "token_url": broker_url.rstrip("/") + "/gcp/token",
+            "token_url": broker_url.rstrip("/") + "/" + contract.BROKER_TOKEN_ROUTE.format(provider="gcp"),
             "credential_source": {"executable": {"command": command, "timeout_millis": 30000}},
         },
         indent=2,
@@ -147,7 +147,7 @@ def google_adc(broker_url: str, token_file: str) -> str:
         "type": "external_account",
         "audience": GCP_AUDIENCE,
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": broker_url.rstrip("/") + "/" + contract.BROKER_GCP_TOKEN_ROUTE,
+        "token_url": broker_url.rstrip("/") + "/" + contract.BROKER_TOKEN_ROUTE.format(provider="gcp"),
         "credential_source": {"file": token_file, "format": {"type": "text"}},
     }
     return json.dumps(body, indent=2) + "\n"

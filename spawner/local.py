@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from traitlets import Unicode, default
 
+from labdeck.hub import contract
 from . import homefiles, onboarding
 from .fastlocal import FastLocalProcessSpawner
 from .locallimits import LimitsMixin
@@ -58,7 +58,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin,
 
     @default("homes_dir")
     def _homes_dir_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "homes")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "homes")
 
     @default("home_dir")
     def _home_dir_default(self):

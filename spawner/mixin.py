@@ -336,7 +336,7 @@ class LabdeckSpawnerMixin(Configurable):
             metadata_port=self.labdeck_metadata_port() if self.gcp_project else 0,
         )
         if self.runs_url:
-            env["LABDECK_RUNS_URL"] = self.runs_url
+            env[contract.ENV_RUNS_URL] = self.runs_url
             # jupyter-scheduler's runtime environments (labdeck.runs.jupyter_scheduler): the spawn form's rules
             import json
 
@@ -346,9 +346,9 @@ class LabdeckSpawnerMixin(Configurable):
         if self.viewer_url:
             env[contract.ENV_VIEWER_URL] = self.viewer_url
         if self.labdeck_choice is not None:
-            env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
+            env[contract.ENV_PROFILE] = self.labdeck_choice.profile["slug"]
             if self.labdeck_choice.size:
-                env["LABDECK_SIZE"] = self.labdeck_choice.size["slug"]
+                env[contract.ENV_SIZE] = self.labdeck_choice.size["slug"]
         return env
 
     def labdeck_metadata_port(self) -> int:

@@ -27,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from labdeck.hub import contract
 from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
 from .settings import DEFAULT_GRANTS, SettingsError, env_settings, kube_settings
@@ -69,7 +70,7 @@ class Supervisor:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             return False
-        return f"LABDECK_STATE_DIR={self.state.root}".encode() in environ
+        return f"{contract.ENV_STATE_DIR}={self.state.root}".encode() in environ
 
     def check_not_running(self) -> None:
         """Refuse to start twice; after a crash, stop the orphaned components of the last run."""
@@ -150,7 +151,7 @@ class Supervisor:
         keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
         env = {k: self.env[k] for k in keep if k in self.env}
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-        env["LABDECK_STATE_DIR"] = str(self.state.root)
+        env[contract.ENV_STATE_DIR] = str(self.state.root)
         # never let the machine's own AWS identity leak into labdeck's processes
         env["AWS_CONFIG_FILE"] = os.devnull
         env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
