@@ -7,14 +7,14 @@ STAMP := $(VENV)/.labdeck-installed
 CHP := node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: up test deps unit integration browser-deps prometheus-deps r-kernel kube-up kube-down kube-binaries bench clean
+.PHONY: up test deps unit integration browser-deps prometheus-deps r-deps r-kernel kube-up kube-down kube-binaries bench clean
 
 ## up: install everything into .venv/node_modules and run the platform on http://127.0.0.1:8000
 up: deps
 	$(VENV)/bin/labdeck up
 
 ## test: run the whole test suite (unit, integration, chart, browser)
-test: deps browser-deps prometheus-deps
+test: deps browser-deps prometheus-deps r-deps
 	$(PY) tests/run.py $(PYTEST_ARGS)
 
 LABEXT := $(VENV)/share/jupyter/labextensions/@labdeck/lab/package.json
@@ -59,6 +59,14 @@ prometheus-deps:
 	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
 	else echo "labdeck: the metrics tests need Debian's prometheus package (/usr/bin/prometheus, /usr/bin/promtool); run 'sudo make prometheus-deps' (or: sudo apt-get install -y prometheus)" >&2; exit 1; fi
+
+## r-deps: Debian's R, IRkernel and the R packages the R tests drive (gargle, httr2, reticulate, jsonlite),
+## so the "JupyterLab with R" and R credential tests run instead of skipping
+R_DEBS := r-base-core r-cran-irkernel r-cran-gargle r-cran-httr2 r-cran-reticulate r-cran-jsonlite
+r-deps:
+	@if command -v Rscript >/dev/null && Rscript -e 'for (p in c("IRkernel", "gargle", "httr2", "reticulate", "jsonlite")) library(p, character.only = TRUE)' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends $(R_DEBS); \
+	else echo "labdeck: the R tests need Debian's R packages; run 'sudo make r-deps' (or: sudo apt-get install -y $(R_DEBS))" >&2; exit 1; fi
 
 ## r-kernel: install R and IRkernel from Debian (root) so the local mode offers "JupyterLab with R"
 ## (Debian's r-cran-irkernel registers the `ir` kernelspec in /usr/share/jupyter/kernels)

@@ -34,7 +34,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vanilla_venv  # noqa: E402
 from people import remove_os_users  # noqa: E402
-from procs import _kill_all, _tree, free_port  # noqa: E402
+from labdeck.hub.local.waits import free_port  # noqa: E402 - outside the ephemeral port range
+from procs import _kill_all, _tree  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -1,16 +1,10 @@
-"""Processes a benchmark started: a free loopback port, a process tree, stopping it by PID (bounded)."""
+"""Processes a benchmark started: a process tree, stopping it by PID (bounded)."""
 
 from __future__ import annotations
-
-import socket
 
 import psutil
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tree(pid: int) -> list[psutil.Process]:

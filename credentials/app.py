@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import logging
 import os
 import time
 
-from jupyterhub.services.auth import HubAuth
-from jupyterhub.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Dict, Integer, List, Unicode, validate
 
 from labdeck.hub import contract
-from labdeck.hub.service import LabdeckServiceApp
+from labdeck.hub.service import HealthHandler, LabdeckServiceApp
 
 from .cache import CredentialCache
 from .grants import GrantConfigError, grants_view, resolve_grants, validate_grant_config
-from .handlers import CredentialsHandler, GrantsHandler, HealthHandler, TokenExchangeHandler, WhoAmIHandler
+from .handlers import CredentialsHandler, GrantsHandler, TokenExchangeHandler, WhoAmIHandler
 from .metrics import BrokerMetrics
 from .providers.base import CredentialProvider, Identity, UpstreamError
 
@@ -136,21 +131,6 @@ class BrokerApp(LabdeckServiceApp):
         """,
     )
 
-    hub_cache_seconds = Integer(
-        10,
-        config=True,
-        help="""How long the broker trusts the hub's answer about a token and its user's groups.
-
-        A revoked token or a group change is noticed within this many seconds.
-
-        .. versionadded:: 0.1
-        """,
-    )
-
-    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
-
-    aliases = {"config": "BrokerApp.config_file", "port": "BrokerApp.port", "ip": "BrokerApp.ip"}
-
     @property
     def classes(self):
         return [BrokerApp, *(provider_class(k) for k in self.providers if k in PROVIDER_CLASSES)]
@@ -159,9 +139,6 @@ class BrokerApp(LabdeckServiceApp):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-        self.log.setLevel(logging.INFO)
         unknown = [p for p in self.providers if p not in PROVIDER_CLASSES]
         if unknown:
             raise ValueError(f"BrokerApp.providers: unknown provider(s) {unknown}; known: {sorted(PROVIDER_CLASSES)}")
@@ -176,9 +153,7 @@ class BrokerApp(LabdeckServiceApp):
                     prov.ttl_seconds,
                     self.cache_margin_seconds,
                 )
-        self.hub_auth = HubAuth(parent=self, cache_max_age=self.hub_cache_seconds)
         self.cache = CredentialCache(margin=self.cache_margin_seconds)
-        self._groups_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._file_grants: dict = {}
         self._grants_mtime = None
         self.started = time.time()
@@ -189,13 +164,12 @@ class BrokerApp(LabdeckServiceApp):
         prefix = self.base_url
         return web.Application(
             [
-                (prefix + r"health", HealthHandler),
                 (prefix + r"whoami", WhoAmIHandler),
                 (prefix + r"grants", GrantsHandler),
-                (prefix + r"([a-z0-9-]+)/credentials", CredentialsHandler),
-                (prefix + r"([a-z0-9-]+)/token", TokenExchangeHandler),
+                (prefix + contract.BROKER_CREDENTIALS_ROUTE.format(provider=r"([a-z0-9-]+)"), CredentialsHandler),
+                (prefix + contract.BROKER_TOKEN_ROUTE.format(provider=r"([a-z0-9-]+)"), TokenExchangeHandler),
                 *self.base_handlers(),
-                (prefix.rstrip("/") + r"/?", HealthHandler),
+                (prefix.rstrip("/") + r"/?", HealthHandler, {"app": self}),
             ],
             broker=self,
             log_function=self.log_request,
@@ -205,29 +179,10 @@ class BrokerApp(LabdeckServiceApp):
 
     async def identify(self, token: str) -> Identity | None:
         """The user a token belongs to, with their current groups; None if invalid."""
-        model = await self.hub_auth.user_for_token(token, sync=False)
-        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+        model = await self.hub_user(token)
+        if model is None:
             return None
-        name = model["name"]
-        groups = model.get("groups")
-        if groups is None:
-            groups = await self._groups_of(name)
-        return Identity(name=name, groups=tuple(sorted(groups)))
-
-    async def _groups_of(self, name: str) -> tuple[str, ...]:
-        hit = self._groups_cache.get(name)
-        if hit and time.time() - hit[0] < self.hub_cache_seconds:
-            return hit[1]
-        url = url_path_join(self.hub_auth.api_url, "users", name)
-        req = HTTPRequest(url, headers={"Authorization": f"token {self.hub_auth.api_token}"})
-        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-        if resp.code != 200:
-            self.log.warning("Could not read groups of %s from the hub (HTTP %s)", name, resp.code)
-            groups = ()
-        else:
-            groups = tuple(sorted(json.loads(resp.body).get("groups") or ()))
-        self._groups_cache[name] = (time.time(), groups)
-        return groups
+        return Identity(name=model["name"], groups=tuple(sorted(model["groups"])))
 
     def current_grants(self) -> dict:
         """``grants``, or the grants file's content if it is set (re-read when its mtime changes)."""
@@ -304,7 +259,7 @@ class BrokerApp(LabdeckServiceApp):
 
     def health(self) -> dict:
         return {
-            "status": "ok",
+            **super().health(),
             "providers": sorted(self.providers_by_name),
             "uptime_s": round(time.time() - self.started, 1),
             "requests_served": self.requests_served,

@@ -101,13 +101,6 @@ class GrantsHandler(BrokerHandler):
             raise web.HTTPError(500, f"The grant configuration is invalid ({e}); contact your admin") from None
 
 
-class HealthHandler(BrokerHandler):
-    """``GET <prefix>health``: liveness and counters, no authentication, no secrets."""
-
-    def get(self):
-        self.finish(json.dumps(self.broker.health()))
-
-
 class TokenExchangeHandler(BrokerHandler):
     """``POST <prefix><provider>/token``: an RFC 8693 token exchange for google-auth.
 

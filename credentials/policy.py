@@ -13,6 +13,8 @@ import json
 
 from jupyterhub.slugs import safe_slug
 
+from labdeck.hub.contract import home_prefix
+
 from .grants import Grants
 
 #: STS RoleSessionName: 2-64 characters of [\w+=,.@-].
@@ -26,16 +28,6 @@ _WRITE_ACTIONS = [
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
 ]
-
-
-def home_prefix(username: str) -> str:
-    """The S3 key prefix of a user's home: ``home/<username>/``."""
-    return f"home/{username}/"
-
-
-def s3_home_url(bucket: str, username: str) -> str:
-    """``s3://<bucket>/home/<username>/``, what ``LABDECK_S3_HOME`` holds."""
-    return f"s3://{bucket}/{home_prefix(username)}"
 
 
 def role_session_name(username: str) -> str:

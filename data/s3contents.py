@@ -35,6 +35,7 @@ from jupyter_server.services.contents.manager import AsyncContentsManager, copy_
 from tornado.web import HTTPError
 from traitlets import Any, Integer, Unicode, default
 
+from labdeck.hub import contract
 from . import s3paths
 from .s3errors import s3_call
 
@@ -64,7 +65,7 @@ class S3ContentsManager(AsyncContentsManager):
 
     @default("bucket")
     def _bucket_default(self):
-        return os.environ.get("LABDECK_S3_BUCKET", "")
+        return os.environ.get(contract.ENV_S3_BUCKET, "")
 
     max_open_bytes = Integer(
         64 * 1024 * 1024,

@@ -208,7 +208,7 @@ def seed(endpoint: str, bucket: str, region: str, credentials_file: str, viewer_
         iam.create_role(RoleName=USERS_ROLE, AssumeRolePolicyDocument=trust, MaxSessionDuration=43200)
     except iam.exceptions.EntityAlreadyExistsException:
         iam.update_assume_role_policy(RoleName=USERS_ROLE, PolicyDocument=trust)
-    iam.put_role_policy(RoleName=USERS_ROLE, PolicyName="labdeck-data", PolicyDocument=json.dumps(users_role_policy(bucket)))
+    iam.put_role_policy(RoleName=USERS_ROLE, PolicyName="labdeck-users-s3", PolicyDocument=json.dumps(users_role_policy(bucket)))
     key = iam.create_access_key(UserName=BROKER_USER)["AccessKey"]
     write_credentials_file(credentials_file, key["AccessKeyId"], key["SecretAccessKey"])
     if viewer_credentials_file:

@@ -15,8 +15,6 @@ never appended to or mutated, so two results can be compared whole.
 
 from __future__ import annotations
 
-import copy
-import html
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -25,25 +23,9 @@ from traitlets.config import Config
 
 from . import contract
 from .modes import Mode
+from .pages import NOT_ISOLATED_HTML, NOT_LIMITED_HTML, banner_html
 from .performance import performance_config, server_args
-from .values import ValuesError, check_config_sections, lookup
-
-DEFAULT_BANNER = (
-    "labdeck is for <strong>exploration and prototyping</strong>. "
-    "Anything that must run again becomes a parameterized, recorded run or moves to a code-first pipeline."
-)
-
-#: every page of a local hub whose servers share one OS user
-NOT_ISOLATED_HTML = (
-    "<strong>Servers here are not isolated from each other</strong>: they all run as one OS user, "
-    "so people can read each other's files. Ask your admin to run labdeck as root (one OS user per person)."
-)
-
-#: every page of a local hub that cannot enforce server sizes (not root, or no cgroups)
-NOT_LIMITED_HTML = (
-    "<strong>Server sizes are not enforced here</strong>: one server can use all of this machine's memory and CPU. "
-    "Ask your admin to run labdeck as root (one cgroup per server)."
-)
+from .values import Values, ValuesError, check_config_sections
 
 #: scopes of each labdeck service's own token
 SERVICE_SCOPES = {
@@ -53,31 +35,6 @@ SERVICE_SCOPES = {
     contract.CULLER: ["list:users", "read:users:activity", "read:servers", "delete:servers"],
     contract.METRICS: ["read:metrics"],
 }
-
-
-class Values:
-    """Lookups in a values mapping; every default used is recorded in ``defaults``.
-
-    The recorded defaults are what the configurer assumes when a key is absent;
-    a test compares them with the chart's ``values.yaml``.
-    """
-
-    def __init__(self, values: Mapping):
-        if not isinstance(values, Mapping):
-            raise ValuesError(f"values must be a mapping, not {type(values).__name__}")
-        self.values = values
-        self.defaults: dict[str, Any] = {}
-
-    def __call__(self, key: str, default: Any = None) -> Any:
-        self.defaults.setdefault(key, default)
-        return copy.deepcopy(lookup(self.values, key, default))
-
-
-def banner_html(text: str | None) -> str:
-    """The home-page banner: labdeck's default (HTML), or an admin's text (escaped)."""
-    if text is None:
-        return DEFAULT_BANNER
-    return html.escape(text)
 
 
 def enabled_services(v: Values) -> list[str]:

@@ -59,14 +59,22 @@ def service_url(base: str, name: str) -> str:
     return base.rstrip("/") + service_prefix(name)
 
 
-#: broker routes, relative to its prefix
-BROKER_AWS_ROUTE = "aws/credentials"
-BROKER_GCP_TOKEN_ROUTE = "gcp/token"
+#: broker routes, relative to its prefix, per provider (``aws``, ``gcp``): credentials, and the
+#: RFC 8693 token exchange google-auth calls
+BROKER_CREDENTIALS_ROUTE = "{provider}/credentials"
+BROKER_TOKEN_ROUTE = "{provider}/token"
 #: runs service API, relative to its prefix
 RUNS_API_ROUTE = "api/runs"
 SCHEDULES_API_ROUTE = "api/schedules"
 #: a run executes in the owner's named server ``run-<run id>`` (labdeck.runs.records.Run.server_name)
 RUN_SERVER_PREFIX = "run-"
+
+
+def run_server_name(run_id: str) -> str:
+    """The named server run ``run_id`` (12 hex digits) executes in: ``run-<run id>``."""
+    if len(run_id) != 12 or any(ch not in "0123456789abcdef" for ch in run_id):
+        raise ValueError("invalid run id")
+    return f"{RUN_SERVER_PREFIX}{run_id}"
 
 
 def is_run_server(server_name: str) -> bool:
@@ -96,8 +104,22 @@ KUBE_HOME = "/home/jovyan"
 #: person's home is a 0700 directory in it, owned by their own uid
 KUBE_WARM_HOMES = "/home"
 
+# ---------------------------------------------------------------- a server's labdeck files
+#: in the server's labdeck directory (``~/.labdeck`` locally, the per-server Secret at
+#: ``/etc/labdeck`` on Kubernetes): what the in-server client reads when a process has no
+#: labdeck environment (an RStudio session, a clean-env child). Only the person can read them.
+TOKEN_FILE = "jupyterhub-api-token"
+BROKER_URL_FILE = "broker-url"
+#: the files placed at the SDKs' default paths in the home (``labdeck.spawner.homefiles``)
+HOME_FILES_FILE = "home-files.json"
+#: the GCE-metadata-compatible endpoint (``labdeck.credentials.metadata``) in a Kubernetes
+#: user pod, on the pod's own loopback; locally each server gets a free loopback port
+METADATA_PORT = 8988
+
 # ---------------------------------------------------------------- environment
 #: set in every user server by the spawner
+ENV_FILES_DIR = "LABDECK_FILES_DIR"
+ENV_METADATA_PORT = "LABDECK_METADATA_PORT"
 ENV_S3_HOME = "LABDECK_S3_HOME"
 ENV_S3_BUCKET = "LABDECK_S3_BUCKET"
 ENV_BROKER_URL = "LABDECK_BROKER_URL"
@@ -124,7 +146,14 @@ ENV_TOKEN = "LABDECK_TOKEN"
 
 
 def home_prefix(username: str) -> str:
-    """S3 key prefix of ``username``'s home (``home/<user>/``)."""
+    """S3 key prefix of ``username``'s home (``home/<user>/``): the one definition of the layout,
+    for the session policy, the server's environment, runs, the viewer and the S3 drive.
+
+    Refuses (``ValueError``) a name that could name anything but one home: empty, ``.``/``..``,
+    or with a ``/``, whitespace or a control character (hub usernames never have them).
+    """
+    if not username or username in (".", "..") or any(ch == "/" or ch.isspace() or ord(ch) < 32 for ch in username):
+        raise ValueError("invalid user name for an S3 home")
     return f"{HOME_PREFIX}{username}/"
 
 

@@ -6,7 +6,7 @@ take from the values comes from a :class:`Mode`: where the processes are
 (addresses), where secrets come from, which spawner backend runs servers and
 which services only one mode runs. :data:`MODE_TABLE` names every config key
 that may therefore differ between a chart render and the embedded default
-given the same values, and why; ``tests/hub/test_parity.py`` fails on any
+given the same values, and why; ``tests/chart/test_parity.py`` fails on any
 other difference.
 """
 
@@ -58,6 +58,24 @@ MODE_TABLE: dict[str, str] = {
     "LabdeckSpawnerMixin.bigquery_emulator_host": "local clouds: the embedded default always runs its BigQuery endpoint",
     "LabdeckSpawnerMixin.gcp_project": "local clouds: the embedded default's BigQuery project is labdeck-local",
     "LabdeckSpawnerMixin.s3_bucket": "local clouds: its S3 always has a bucket: the values' one, else LABDECK_BUCKET or labdeck-data",
+    # -- labdeck's own services (labdeck.hub.configure_services)
+    "BrokerApp.ip": "addresses: services listen on loopback locally, on every interface of their pod on Kubernetes",
+    "BrokerApp.port": "addresses: the runner picks free loopback ports; the chart's Services use the contract's ports",
+    "RunsApp.ip": "addresses: as BrokerApp.ip",
+    "RunsApp.port": "addresses: as BrokerApp.port",
+    "ViewerApp.ip": "addresses: as BrokerApp.ip",
+    "ViewerApp.port": "addresses: as BrokerApp.port",
+    "RunsApp.db_path": "state: the state directory locally, the runs PVC on Kubernetes",
+    "ViewerApp.db_path": "state: the state directory locally, the viewer PVC on Kubernetes",
+    "BrokerApp.grants_file": "state: locally grants live in <state>/grants.json, edited live without a restart (it replaces BrokerApp.grants); the chart's come from broker.grants",
+    "BrokerApp.providers": "local clouds: the embedded default always enables aws (its moto endpoint) and local-gcp (its BigQuery endpoint)",
+    "LocalGCPProvider.*": "local clouds: the embedded default's BigQuery endpoint and its signing key",
+    "AWSProvider.endpoint_url": "local clouds: as LabdeckSpawnerMixin.aws_endpoint_url",
+    "AWSProvider.role_arn": "local clouds: the one users' role of the local AWS endpoint",
+    "AWSProvider.bucket": "local clouds: as LabdeckSpawnerMixin.s3_bucket",
+    "RunsApp.bucket": "local clouds: as LabdeckSpawnerMixin.s3_bucket",
+    "ViewerApp.bucket": "local clouds: as LabdeckSpawnerMixin.s3_bucket",
+    "GCPProvider.project": "local clouds: as LabdeckSpawnerMixin.gcp_project",
 }
 
 #: differences only when *no* values are given: what the embedded default is on a laptop
@@ -99,6 +117,11 @@ class Mode:
     server_prefix: str = sys.prefix
     #: backend-specific inputs (local: homes_dir; kube: namespace, names, path, allow_root …)
     backend_settings: Mapping = field(default_factory=dict)
+    #: where labdeck's own services listen (:mod:`labdeck.hub.configure_services`): address, ports
+    service_ip: str = "0.0.0.0"
+    service_ports: Mapping[str, int] = field(default_factory=lambda: dict(contract.SERVICE_PORTS))
+    #: where their state lives: ``runs_db``, ``viewer_db``; locally also ``grants_file``, ``bigquery_key``
+    service_state: Mapping[str, str] = field(default_factory=dict)
 
 
 def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
@@ -140,7 +163,25 @@ def local_mode(settings: Mapping, secrets: Mapping[str, str]) -> Mode:
         extra_services=(supervisor,),
         server_prefix=settings.get("server_prefix") or sys.prefix,
         backend_settings=backend_settings,
+        service_ip="127.0.0.1",
+        service_ports={name: settings[f"{name}_port"] for name in contract.LABDECK_SERVICES if settings.get(f"{name}_port")},
+        service_state=local_service_state(state),
     )
+
+
+def local_service_state(state: str) -> dict[str, str]:
+    """The services' files in the embedded default's state directory (:mod:`labdeck.hub.local.state`)."""
+    return {
+        "runs_db": f"{state}/runs/runs.sqlite",
+        "viewer_db": f"{state}/runs/shares.sqlite",
+        # edited live by an admin: the broker re-reads it (seeded by the runner)
+        "grants_file": f"{state}/grants.json",
+        "bigquery_key": f"{state}/secrets/bigquery_key",
+    }
+
+
+#: the chart's service volumes (templates/{runs,viewer}/deployment.yaml mount them there)
+KUBE_SERVICE_STATE = {"runs_db": "/srv/labdeck-runs/runs.sqlite", "viewer_db": "/srv/labdeck-viewer/shares.sqlite"}
 
 
 def kube_mode(names: Mapping[str, str], secrets: Mapping[str, str], namespace: str, db_url: str = "") -> Mode:
@@ -160,6 +201,7 @@ def kube_mode(names: Mapping[str, str], secrets: Mapping[str, str], namespace: s
         db_url=db_url,
         server_prefix="/usr/local",
         backend_settings={"namespace": namespace, "names": dict(names)},
+        service_state=dict(KUBE_SERVICE_STATE),
     )
 
 
@@ -176,8 +218,11 @@ CHART_SECRETS = {
 }
 
 
-def chart_mode(values: Mapping, read_secret) -> Mode:
-    """:func:`kube_mode` for the chart's mounted values; ``read_secret(key, default)`` reads the hub Secret."""
+def chart_mode(values: Mapping, read_secret=lambda key, default="": default) -> Mode:
+    """:func:`kube_mode` for the chart's mounted values; ``read_secret(key, default)`` reads the hub Secret.
+
+    The services' configurers need no secret: their files call it without ``read_secret``.
+    """
     from .values import ValuesError, lookup
 
     names = lookup(values, "Names", {})

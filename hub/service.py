@@ -3,9 +3,20 @@
 Each is a traitlets ``Application`` that listens on ``ip:port`` under a URL
 prefix (``JUPYTERHUB_SERVICE_PREFIX`` by default), logs one line per request
 with the path only (never a query string, header or token), and serves until
-SIGINT/SIGTERM. Subclasses set ``default_port`` and ``default_prefix`` and
-implement ``make_app()``; they may override ``serve(stop)`` to run background
-work next to the HTTP server.
+SIGINT/SIGTERM. The base carries what every service shares:
+
+- the boilerplate: ``--config FILE`` (``config_file``), ``--ip``/``--port``,
+  loading the file in :meth:`~LabdeckServiceApp.initialize`;
+- ``health`` and ``metrics`` under the prefix (:meth:`~LabdeckServiceApp.base_handlers`;
+  a service adds its own figures by overriding :meth:`~LabdeckServiceApp.health`);
+- the hub lookups: who a token belongs to (:meth:`~LabdeckServiceApp.hub_user`)
+  and a user's current groups (:meth:`~LabdeckServiceApp.groups_of`), trusted
+  for ``hub_cache_seconds``.
+
+Subclasses set ``default_port`` and ``default_prefix``, implement
+``make_app()`` with their own handlers plus ``base_handlers()``, extend
+``initialize`` (calling ``super()`` first) with their own setup, and may
+override ``serve(stop)`` to run background work next to the HTTP server.
 
 Handlers share one token check (:class:`TokenAuthMixin`): the JupyterHub API
 token comes from the ``Authorization: token <t>`` (or ``Bearer <t>``) header
@@ -16,9 +27,12 @@ token lands in a proxy log, browser history or ``Referer``.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 import signal
+import time
 
 from tornado import httpserver, web
 from traitlets import Integer, Unicode, default, validate
@@ -31,6 +45,13 @@ class LabdeckServiceApp(Application):
     #: port and prefix when nothing is configured
     default_port = 8090
     default_prefix = "/services/labdeck/"
+
+    #: ``hub_cache_seconds`` when nothing is configured
+    default_hub_cache_seconds = 10
+
+    aliases = {"config": "LabdeckServiceApp.config_file", "port": "LabdeckServiceApp.port", "ip": "LabdeckServiceApp.ip"}
+
+    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
 
     ip = Unicode("127.0.0.1", config=True, help="Address to listen on.\n\n.. versionadded:: 0.1")
 
@@ -62,8 +83,87 @@ class LabdeckServiceApp(Application):
     def _validate_base_url(self, proposal):
         return ("/" + proposal.value.strip("/") + "/").replace("//", "/")
 
+    hub_cache_seconds = Integer(
+        config=True,
+        help="""How long the service trusts the hub's answer about a token and its user's groups.
+
+        A revoked token or a group change is noticed within this many seconds
+        (each service has its own default: 10 for the broker, 0 for the viewer,
+        which asks about group shares on every view).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @default("hub_cache_seconds")
+    def _hub_cache_seconds_default(self):
+        return self.default_hub_cache_seconds
+
+    def initialize(self, argv=None):
+        """Parse the command line, then load ``config_file``; subclasses call this first."""
+        super().initialize(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.log.setLevel(logging.INFO)
+        self._groups_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+
     def make_app(self) -> web.Application:
         raise NotImplementedError("Override in subclass.")
+
+    def health(self) -> dict:
+        """The body of ``GET <prefix>health`` (no authentication: no secrets, no user data)."""
+        return {"status": "ok"}
+
+    # ------------------------------------------------------------ hub lookups
+
+    _hub_auth = None
+
+    @property
+    def hub_auth(self):
+        """``HubAuth`` of this service (``JUPYTERHUB_API_URL``/``JUPYTERHUB_API_TOKEN``), caching ``hub_cache_seconds``."""
+        if self._hub_auth is None:
+            from jupyterhub.services.auth import HubAuth
+
+            self._hub_auth = HubAuth(parent=self, cache_max_age=self.hub_cache_seconds)
+        return self._hub_auth
+
+    async def hub_user(self, token: str) -> dict | None:
+        """The hub's model of the *user* a token belongs to, with ``groups``; None otherwise.
+
+        None for an invalid token and for a service's or a server's own
+        identity that is not a user's.
+        """
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user" or not model.get("name"):
+            return None
+        if model.get("groups") is None:
+            model = {**model, "groups": list(await self.groups_of(model["name"]))}
+        return model
+
+    async def groups_of(self, name: str) -> tuple[str, ...]:
+        """The user's groups (sorted), asked from the hub unless asked within ``hub_cache_seconds``.
+
+        An unknown user or a hub that does not answer gives no groups (logged).
+        """
+        from urllib.parse import quote
+
+        from jupyterhub.utils import url_path_join
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+        hit = self._groups_cache.get(name)
+        if hit and time.time() - hit[0] < self.hub_cache_seconds:
+            return hit[1]
+        url = url_path_join(self.hub_auth.api_url, "users", quote(name, safe=""))
+        req = HTTPRequest(url, headers={"Authorization": f"token {self.hub_auth.api_token}"})
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        if resp.code != 200:
+            self.log.warning("Could not read the groups of %s from the hub (HTTP %s)", name, resp.code)
+            groups = ()
+        else:
+            groups = tuple(sorted(json.loads(resp.body).get("groups") or ()))
+        if self.hub_cache_seconds > 0:
+            self._groups_cache[name] = (time.time(), groups)
+        return groups
 
     _registry = None
     _metrics_auth = None
@@ -87,12 +187,15 @@ class LabdeckServiceApp(Application):
         return self._metrics_auth
 
     def base_handlers(self) -> list:
-        """Routes every labdeck service serves under its prefix: ``metrics``."""
+        """Routes every labdeck service serves under its prefix: ``health`` and ``metrics``."""
         from .metrics import MetricsHandler
 
-        from .contract import METRICS_ROUTE
+        from .contract import HEALTH_ROUTE, METRICS_ROUTE
 
-        return [(self.base_url + METRICS_ROUTE, MetricsHandler, {"app": self})]
+        return [
+            (self.base_url + HEALTH_ROUTE, HealthHandler, {"app": self}),
+            (self.base_url + METRICS_ROUTE, MetricsHandler, {"app": self}),
+        ]
 
     def log_request(self, handler) -> None:
         """Tornado ``log_function``: status, method, path and time only."""
@@ -122,6 +225,17 @@ class LabdeckServiceApp(Application):
             await self.serve(stop)
 
         asyncio.run(run())
+
+
+class HealthHandler(web.RequestHandler):
+    """``GET <prefix>health``: the app's :meth:`~LabdeckServiceApp.health`, no authentication."""
+
+    def initialize(self, app: LabdeckServiceApp):
+        self.app = app
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.app.health()))
 
 
 class JSONErrorsMixin:

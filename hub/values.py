@@ -21,6 +21,7 @@ Design rules:
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from collections.abc import Mapping
@@ -29,9 +30,11 @@ from typing import Any
 
 import yaml
 
-VALUES_FILE_ENV = "LABDECK_VALUES_FILE"
+from labdeck.hub import contract
+
+VALUES_FILE_ENV = contract.ENV_VALUES_FILE
 DEFAULT_VALUES_FILE = "/usr/local/etc/labdeck/values.yaml"
-SECRET_DIR_ENV = "LABDECK_SECRET_DIR"
+SECRET_DIR_ENV = contract.ENV_SECRET_DIR
 DEFAULT_SECRET_DIR = "/usr/local/etc/labdeck/secret"
 
 _MISSING = object()
@@ -159,3 +162,21 @@ def check_config_sections(config_sections: Mapping) -> list[str]:
     silently ignore, so the hub config refuses to start on any of these.
     """
     return sorted(name for name in config_sections if not name[:1].isupper())
+
+
+class Values:
+    """Lookups in a values mapping; every default used is recorded in ``defaults``.
+
+    The recorded defaults are what the configurer assumes when a key is absent;
+    a test compares them with the chart's ``values.yaml``.
+    """
+
+    def __init__(self, values: Mapping):
+        if not isinstance(values, Mapping):
+            raise ValuesError(f"values must be a mapping, not {type(values).__name__}")
+        self.values = values
+        self.defaults: dict[str, Any] = {}
+
+    def __call__(self, key: str, default: Any = None) -> Any:
+        self.defaults.setdefault(key, default)
+        return copy.deepcopy(lookup(self.values, key, default))

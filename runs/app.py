@@ -10,7 +10,6 @@ and ``JUPYTERHUB_API_URL``. Scopes it needs: ``admin:servers`` and
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 from tornado import web
@@ -19,7 +18,7 @@ from traitlets import Float, Integer, Unicode, default
 from labdeck.hub import contract
 from labdeck.hub.service import LabdeckServiceApp
 
-from .handlers import HealthHandler, RunHandler, RunsHandler, ScheduleHandler, ScheduleRunsHandler, SchedulesHandler
+from .handlers import RunHandler, RunsHandler, ScheduleHandler, ScheduleRunsHandler, SchedulesHandler
 from .launcher import HubLauncher
 from .metrics import RunsMetrics
 from .scheduler import Scheduler
@@ -48,7 +47,7 @@ class RunsApp(LabdeckServiceApp):
 
     @default("db_path")
     def _db_path_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "runs.sqlite")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "runs", "runs.sqlite")
 
     bucket = Unicode(
         contract.DEFAULT_BUCKET,
@@ -138,19 +137,11 @@ class RunsApp(LabdeckServiceApp):
 
     tick_seconds = Float(5, config=True, help="How often schedules and the queue are checked.\n\n.. versionadded:: 0.1")
 
-    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
-
-    aliases = {"config": "RunsApp.config_file", "port": "RunsApp.port", "ip": "RunsApp.ip"}
-
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-        self.log.setLevel(logging.INFO)
         self.store = RunStore(self.db_path)
-        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
-        api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{contract.HUB_PORT}/hub/api")
-        launcher = HubLauncher(api_url, self.proxy_url, token, self.log)
+        # the hub API as every labdeck service reaches it (JUPYTERHUB_API_URL / JUPYTERHUB_API_TOKEN)
+        launcher = HubLauncher(self.hub_auth.api_url, self.proxy_url, self.hub_auth.api_token, self.log)
         self.scheduler = Scheduler(
             self.store, launcher, bucket=self.bucket, per_user_limit=self.per_user_limit,
             max_queued_per_user=self.max_queued_per_user, spawn_timeout=self.spawn_timeout,
@@ -163,17 +154,19 @@ class RunsApp(LabdeckServiceApp):
         p = self.base_url
         return web.Application(
             [
-                (p + r"health", HealthHandler),
-                (p + r"api/runs", RunsHandler),
-                (p + r"api/runs/([^/]+)", RunHandler),
-                (p + r"api/schedules", SchedulesHandler),
-                (p + r"api/schedules/([^/]+)", ScheduleHandler),
+                (p + contract.RUNS_API_ROUTE, RunsHandler),
+                (p + contract.RUNS_API_ROUTE + r"/([^/]+)", RunHandler),
+                (p + contract.SCHEDULES_API_ROUTE, SchedulesHandler),
+                (p + contract.SCHEDULES_API_ROUTE + r"/([^/]+)", ScheduleHandler),
                 *self.base_handlers(),
-                (p + r"api/schedules/([^/]+)/runs", ScheduleRunsHandler),
+                (p + contract.SCHEDULES_API_ROUTE + r"/([^/]+)/runs", ScheduleRunsHandler),
             ],
             runs_app=self,
             log_function=self.log_request,
         )
+
+    def health(self) -> dict:
+        return {**super().health(), "executing": len(self.scheduler.tasks)}
 
     async def serve(self, stop: asyncio.Event) -> None:
         server = self.listen()

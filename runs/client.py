@@ -88,13 +88,13 @@ def main(argv=None, env=None) -> int:
             body["timeout"] = args.timeout
         if args.schedule:
             body["cron"] = args.schedule
-        endpoint = url + ("api/schedules" if args.schedule else "api/runs")
+        endpoint = url + (contract.SCHEDULES_API_ROUTE if args.schedule else contract.RUNS_API_ROUTE)
         resp = requests.post(endpoint, json=body, headers=headers, timeout=30)
         if resp.status_code != 201:
             raise ClientError(_error(resp))
         record = resp.json()
         if args.wait and not args.schedule:
-            record = _wait(requests, url + f"api/runs/{record['id']}", headers)
+            record = _wait(requests, url + f"{contract.RUNS_API_ROUTE}/{record['id']}", headers)
         print(json.dumps(record, indent=2))
         if args.wait and not args.schedule and record.get("status") != "succeeded":
             return 1

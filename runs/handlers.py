@@ -254,8 +254,3 @@ class ScheduleRunsHandler(ScheduleHandler):
         self.finish(json.dumps(run.to_api()))
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self):
-        self.set_header("Content-Type", "application/json")
-        app = self.settings["runs_app"]
-        self.finish(json.dumps({"status": "ok", "executing": len(app.scheduler.tasks)}))

@@ -39,6 +39,7 @@ from jupyter_server.extension.application import ExtensionApp
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Unicode, default
 
+from labdeck.hub import contract
 from . import job_mapping as jm
 from .jupyter_scheduler_managers import (
     LabdeckEnvironmentManager,
@@ -68,7 +69,7 @@ class LabdeckScheduler(BaseScheduler):
 
     @default("runs_url")
     def _runs_url_default(self):
-        return os.environ.get("LABDECK_RUNS_URL", "")
+        return os.environ.get(contract.ENV_RUNS_URL, "")
 
     bucket = Unicode(
         config=True,
@@ -82,7 +83,7 @@ class LabdeckScheduler(BaseScheduler):
 
     @default("bucket")
     def _bucket_default(self):
-        return os.environ.get("LABDECK_S3_BUCKET", "")
+        return os.environ.get(contract.ENV_S3_BUCKET, "")
 
     @default("execution_manager_class")
     def _execution_manager_class_default(self):
@@ -99,7 +100,7 @@ class LabdeckScheduler(BaseScheduler):
         if not self.runs_url:
             raise LabdeckJobError("This server has no LABDECK_RUNS_URL: the runs service is not configured", 503)
         req = HTTPRequest(
-            self.runs_url.rstrip("/") + "/api/" + path, method=method,
+            self.runs_url.rstrip("/") + "/" + path, method=method,
             headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}", "Content-Type": "application/json"},
             body=None if body is None else json.dumps(body), allow_nonstandard_methods=True, request_timeout=30,
         )
@@ -185,7 +186,7 @@ class LabdeckScheduler(BaseScheduler):
         return job
 
     def _viewer_prefix(self) -> str:
-        return os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/services/viewer/view/"
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + contract.service_prefix(contract.VIEWER) + contract.VIEWER_VIEW_ROUTE + "/"
 
     # -------------------------------------------------------------------- jobs
 
@@ -197,7 +198,7 @@ class LabdeckScheduler(BaseScheduler):
             name=model.name, input_filename=model.input_filename or os.path.basename(rel),
             environment=model.runtime_environment_name, output_formats=common["formats"], tags=model.tags,
         )
-        run = await self._api("POST", "runs", {
+        run = await self._api("POST", contract.RUNS_API_ROUTE, {
             "notebook": rel, "parameters": common["parameters"], "profile": common["profile"],
             "staged_input": staged, "meta": meta,
         })
@@ -209,13 +210,13 @@ class LabdeckScheduler(BaseScheduler):
             run_id = jm.run_id_of(job_id)
         except jm.MappingError as e:
             raise _refuse(e) from None
-        return await self._api("GET", f"runs/{run_id}")
+        return await self._api("GET", f"{contract.RUNS_API_ROUTE}/{run_id}")
 
     async def get_job(self, job_id: str, job_files=True) -> DescribeJob:
         return self._describe(await self.fetch_run(job_id), bool(job_files))
 
     async def _jobs(self, job_definition_id=None) -> list[dict]:
-        path = "runs?limit=500"
+        path = contract.RUNS_API_ROUTE + "?limit=500"
         if job_definition_id:
             try:
                 path += "&schedule=" + quote(jm.schedule_id_of(job_definition_id))
@@ -245,7 +246,7 @@ class LabdeckScheduler(BaseScheduler):
 
     async def delete_job(self, job_id: str):
         run = await self.fetch_run(job_id)
-        await self._api("DELETE", f"runs/{run['id']}")
+        await self._api("DELETE", f"{contract.RUNS_API_ROUTE}/{run['id']}")
 
     async def stop_job(self, job_id: str):
         await self.fetch_run(job_id)  # another person's job is a 404, not a refusal
@@ -271,7 +272,7 @@ class LabdeckScheduler(BaseScheduler):
             name=model.name, input_filename=model.input_filename or os.path.basename(rel),
             environment=model.runtime_environment_name, output_formats=common["formats"], tags=model.tags,
         )
-        sched = await self._api("POST", "schedules", {
+        sched = await self._api("POST", contract.SCHEDULES_API_ROUTE, {
             "notebook": rel, "parameters": common["parameters"], "profile": common["profile"],
             "cron": model.schedule, "staged_input": staged, "meta": meta,
         })
@@ -282,13 +283,13 @@ class LabdeckScheduler(BaseScheduler):
             sched_id = jm.schedule_id_of(job_definition_id)
         except jm.MappingError as e:
             raise _refuse(e) from None
-        return await self._api("GET", f"schedules/{sched_id}")
+        return await self._api("GET", f"{contract.SCHEDULES_API_ROUTE}/{sched_id}")
 
     async def get_job_definition(self, job_definition_id: str) -> DescribeJobDefinition:
         return DescribeJobDefinition(**jm.describe_definition(await self._schedule(job_definition_id)))
 
     async def list_job_definitions(self, query) -> ListJobDefinitionsResponse:
-        data = await self._api("GET", "schedules")
+        data = await self._api("GET", contract.SCHEDULES_API_ROUTE)
         items = [jm.describe_definition(s) for s in data["schedules"]]
         items = [d for d in items if (not query.name or d["name"].startswith(query.name))
                  and (not query.create_time or (d["create_time"] or 0) >= int(query.create_time))]
@@ -332,12 +333,12 @@ class LabdeckScheduler(BaseScheduler):
         if meta != (sched.get("meta") or {}):
             patch["meta"] = meta
         if patch:
-            await self._api("PATCH", f"schedules/{sched['id']}", patch)
+            await self._api("PATCH", f"{contract.SCHEDULES_API_ROUTE}/{sched['id']}", patch)
 
     async def delete_job_definition(self, job_definition_id: str):
         """Delete the schedule; the runs it made stay (immutable records and outputs)."""
         sched = await self._schedule(job_definition_id)
-        await self._api("DELETE", f"schedules/{sched['id']}")
+        await self._api("DELETE", f"{contract.SCHEDULES_API_ROUTE}/{sched['id']}")
 
     async def create_job_from_definition(self, job_definition_id: str, model) -> str:
         sched = await self._schedule(job_definition_id)
@@ -345,7 +346,7 @@ class LabdeckScheduler(BaseScheduler):
             params = jm.parameters_in(getattr(model, "parameters", None))
         except jm.MappingError as e:
             raise _refuse(e) from None
-        run = await self._api("POST", f"schedules/{sched['id']}/runs", {"parameters": params})
+        run = await self._api("POST", f"{contract.SCHEDULES_API_ROUTE}/{sched['id']}/runs", {"parameters": params})
         return jm.job_id(run["id"])
 
     # --------------------------------------------------------------- files

@@ -20,6 +20,7 @@ from jupyter_scheduler.executors import ExecutionManager
 from jupyter_scheduler.job_files_manager import JobFilesManager
 from jupyter_scheduler.models import DescribeJob, JobFeature, RuntimeEnvironment
 
+from labdeck.hub import contract
 from . import job_mapping as jm
 from .paths import home_prefix
 
@@ -40,7 +41,7 @@ class LabdeckEnvironmentManager(EnvironmentManager):
     """The person's allowed profiles as runtime environments (``LABDECK_RUN_PROFILES``)."""
 
     def list_environments(self):
-        return [RuntimeEnvironment(**e) for e in jm.environments(os.environ.get("LABDECK_RUN_PROFILES"))]
+        return [RuntimeEnvironment(**e) for e in jm.environments(os.environ.get(contract.ENV_RUN_PROFILES))]
 
     def manage_environments_command(self) -> str:
         return ""

@@ -33,6 +33,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from labdeck.hub import contract
 from labdeck.hub.service import json_body
 
 from .paths import InvalidPath, home_prefix, utc_stamp, validate_notebook_path
@@ -49,14 +50,14 @@ def snapshot_key(path: str, now: float, token: str) -> str:
 class SharesHandler(APIHandler):
     @property
     def viewer_url(self) -> str:
-        url = os.environ.get("LABDECK_VIEWER_URL", "")
+        url = os.environ.get(contract.ENV_VIEWER_URL, "")
         if not url:
             raise web.HTTPError(503, "This server has no LABDECK_VIEWER_URL: sharing is not configured on this hub")
         return url.rstrip("/") + "/"
 
     async def viewer(self, method: str, path: str, body=None):
         req = HTTPRequest(
-            self.viewer_url + "api/shares" + path, method=method,
+            self.viewer_url + contract.VIEWER_SHARES_API_ROUTE + path, method=method,
             headers={"Authorization": f"token {os.environ.get('JUPYTERHUB_API_TOKEN', '')}", "Content-Type": "application/json"},
             body=None if body is None else json.dumps(body), allow_nonstandard_methods=True, request_timeout=30,
             follow_redirects=False,
@@ -90,7 +91,7 @@ class SharesHandler(APIHandler):
         return rel, target.read_bytes()
 
     async def snapshot(self, rel: str, body: bytes) -> str:
-        bucket, user = os.environ.get("LABDECK_S3_BUCKET", ""), os.environ.get("JUPYTERHUB_USER", "")
+        bucket, user = os.environ.get(contract.ENV_S3_BUCKET, ""), os.environ.get("JUPYTERHUB_USER", "")
         if not bucket or not user:
             raise web.HTTPError(503, "This server has no S3 home (LABDECK_S3_BUCKET), so nothing can be shared")
         key = snapshot_key(rel, time.time(), secrets.token_hex(4))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime
 import re
 
+from labdeck.hub import contract
+
 MAX_PATH = 512
 _RUN_ID = re.compile(r"^[a-f0-9]{12}$")
 
@@ -53,10 +55,11 @@ def notebook_stem(path: str) -> str:
 
 
 def home_prefix(user: str) -> str:
-    """The S3 key prefix of a user's home, ``home/<user>/``."""
-    if not user or "/" in user or user in (".", ".."):
-        raise InvalidPath("invalid user name for a home prefix")
-    return f"home/{user}/"
+    """The S3 key prefix of a user's home (:func:`labdeck.hub.contract.home_prefix`), refusing with :class:`InvalidPath`."""
+    try:
+        return contract.home_prefix(user)
+    except ValueError as e:
+        raise InvalidPath(str(e)) from None
 
 
 def utc_stamp(ts: float) -> str:
@@ -94,11 +97,6 @@ def is_run_id(value: str) -> bool:
     return bool(_RUN_ID.match(value or ""))
 
 
-def server_name(run_id: str) -> str:
-    """The named server a run executes in."""
-    if not is_run_id(run_id):
-        raise InvalidPath("invalid run id")
-    return f"run-{run_id}"
 
 
 def validate_home_key(path) -> str:

@@ -82,7 +82,7 @@ class Run:
 
     @property
     def server_name(self) -> str:
-        return f"{contract.RUN_SERVER_PREFIX}{self.id}"
+        return contract.run_server_name(self.id)
 
     @property
     def output_url(self) -> str:

@@ -28,7 +28,7 @@ from typing import Callable
 from . import cron as cronlib
 from . import driver, paths
 from .launcher import ExecTimeout, LaunchError, Launcher
-from .records import FAILED, FINISHED, QUEUED, RUNNING, STARTING, TIMED_OUT, Run, Schedule, new_run_id
+from .records import FAILED, FINISHED, RUNNING, STARTING, TIMED_OUT, Run, Schedule, new_run_id
 from .store import RunStore
 
 

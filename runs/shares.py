@@ -15,6 +15,8 @@ import re
 import secrets
 from dataclasses import asdict, dataclass
 
+from labdeck.hub import contract
+
 from .paths import iso, validate_home_key
 
 KINDS = ("user", "group", "everyone")
@@ -49,7 +51,7 @@ class Share:
 
     def to_api(self, base_url: str = "", now: float | None = None) -> dict:
         data = asdict(self)
-        data["url"] = f"{base_url}s/{self.id}"
+        data["url"] = f"{base_url}{contract.VIEWER_SHARE_ROUTE}/{self.id}"
         data["expires_at"] = iso(self.expires)
         if now is not None:
             data["state"] = state(self, now)

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import time
-from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Integer, Unicode, default
 
 from labdeck.hub import contract
@@ -192,12 +189,6 @@ class ShareAPIHandler(ViewerHandler):
         self.finish()
 
 
-class HealthHandler(web.RequestHandler):
-    def get(self):
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": "ok"}))
-
-
 class ViewerApp(LabdeckServiceApp):
     """Read-only HTML views of notebooks and run outputs, and shares of them."""
 
@@ -206,6 +197,8 @@ class ViewerApp(LabdeckServiceApp):
 
     default_port = contract.SERVICE_PORTS[contract.VIEWER]
     default_prefix = contract.service_prefix(contract.VIEWER)
+    #: group shares ask the hub on every view: a removal from the group takes effect at once
+    default_hub_cache_seconds = 0
 
     db_path = Unicode(
         config=True,
@@ -219,7 +212,7 @@ class ViewerApp(LabdeckServiceApp):
 
     @default("db_path")
     def _db_path_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "runs", "shares.sqlite")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "runs", "shares.sqlite")
 
     bucket = Unicode(
         contract.DEFAULT_BUCKET,
@@ -239,20 +232,11 @@ class ViewerApp(LabdeckServiceApp):
         help="Largest notebook (bytes) the viewer renders; larger ones are refused.\n\n.. versionadded:: 0.1",
     )
 
-    config_file = Unicode("", config=True, help="Config file to load (.py or .json).\n\n.. versionadded:: 0.1")
-
-    aliases = {"config": "ViewerApp.config_file", "port": "ViewerApp.port", "ip": "ViewerApp.ip"}
-
     def initialize(self, argv=None):
         super().initialize(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-        self.log.setLevel(logging.INFO)
         self.shares = ShareStore(self.db_path)
         self.metrics = ViewerMetrics(self.registry, self.shares)
         self._s3 = None
-        self.api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{contract.HUB_PORT}/hub/api").rstrip("/")
-        self._token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     @property
     def s3(self):
@@ -284,25 +268,15 @@ class ViewerApp(LabdeckServiceApp):
 
         return await asyncio.get_running_loop().run_in_executor(None, fetch)
 
-    async def groups_of(self, user: str) -> tuple[str, ...]:
-        """The user's groups, asked from the hub now (no cache: removal takes effect at once)."""
-        req = HTTPRequest(f"{self.api_url}/users/{quote(user, safe='')}", headers={"Authorization": f"token {self._token}"})
-        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
-        if resp.code != 200:
-            self.log.warning("Could not read the groups of %s (HTTP %s)", user, resp.code)
-            return ()
-        return tuple(json.loads(resp.body).get("groups") or ())
-
     def make_app(self) -> web.Application:
         p = self.base_url
         return web.Application(
             [
-                (p + r"health", HealthHandler),
                 (p + r"oauth_callback", HubOAuthCallbackHandler),
-                (p + r"view/(.+)", OwnViewHandler),
-                (p + r"s/([^/]+)", ShareViewHandler),
-                (p + r"api/shares", SharesAPIHandler),
-                (p + r"api/shares/([^/]+)", ShareAPIHandler),
+                (p + contract.VIEWER_VIEW_ROUTE + r"/(.+)", OwnViewHandler),
+                (p + contract.VIEWER_SHARE_ROUTE + r"/([^/]+)", ShareViewHandler),
+                (p + contract.VIEWER_SHARES_API_ROUTE, SharesAPIHandler),
+                (p + contract.VIEWER_SHARES_API_ROUTE + r"/([^/]+)", ShareAPIHandler),
                 *self.base_handlers(),
             ],
             viewer=self,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from traitlets import Unicode, default
 
-from . import onboarding
+from labdeck.hub import contract
+from . import homefiles, onboarding
 from .fastlocal import FastLocalProcessSpawner
 from .locallimits import LimitsMixin
 from .localusers import OSUsersMixin
@@ -58,7 +58,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin,
 
     @default("homes_dir")
     def _homes_dir_default(self):
-        return os.path.join(os.environ.get("LABDECK_STATE_DIR", ".labdeck"), "homes")
+        return os.path.join(os.environ.get(contract.ENV_STATE_DIR, ".labdeck"), "homes")
 
     @default("home_dir")
     def _home_dir_default(self):
@@ -88,6 +88,19 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin,
 
     #: the files are written while the server starts; start() returns only after both
     labdeck_files_before_start = False
+
+    def labdeck_metadata_port(self):
+        # a free loopback port per start (as JupyterHub picks the server's own), in the server's
+        # environment and the person's ~/.Renviron; the endpoint checks each caller's uid
+        if not self._labdeck_start_port:
+            from jupyterhub.utils import random_port
+
+            self._labdeck_start_port = random_port()
+        return self._labdeck_start_port
+
+    def labdeck_r_env(self):
+        # R in a clean environment (RStudio) finds the server's Python (reticulate's boto3) and the aws CLI
+        return {"RETICULATE_PYTHON": os.path.join(self.server_bin, "python")}, self.server_bin
 
     def get_args(self):
         args = super().get_args()
@@ -124,3 +137,4 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin,
             with os.fdopen(fd, "w") as f:
                 f.write(content)
             os.replace(tmp, path)
+        homefiles.install_from_dir(self.labdeck_files_dir, self.home_dir)

@@ -3,7 +3,11 @@
 What it adds, without calling any backend API itself:
 
 - the environment and files that point the standard SDK credential chains at
-  the credential broker (built by :mod:`labdeck.spawner.builders`);
+  the credential broker (built by :mod:`labdeck.spawner.builders`), including
+  what a process *without* that environment needs (RStudio's sessions, a
+  clean-env child): the server's token in a file only the person can read, the
+  SDKs' default paths (``~/.aws/config``, Google's ADC file, a block of
+  ``~/.Renviron``) and the port of the metadata endpoint R's gargle reads;
 - credential issuance *concurrently* with the backend's start, so the broker
   cache is warm when the first cell runs and a misconfigured grant fails the
   spawn with a message a person can act on;
@@ -242,6 +246,8 @@ class LabdeckSpawnerMixin(Configurable):
     labdeck_files_before_start = True
     #: the validated profile/size for the current start
     labdeck_choice = None
+    #: a port a backend chose for the current start
+    _labdeck_start_port = 0
 
     # ------------------------------------------------------------- profiles
 
@@ -327,9 +333,10 @@ class LabdeckSpawnerMixin(Configurable):
             gcp_project=self.gcp_project,
             bq_dataset=builders.bigquery_dataset(self.user.name, self.bigquery_dataset_template) if self.gcp_project else "",
             bigquery_emulator_host=self.bigquery_emulator_host,
+            metadata_port=self.labdeck_metadata_port() if self.gcp_project else 0,
         )
         if self.runs_url:
-            env["LABDECK_RUNS_URL"] = self.runs_url
+            env[contract.ENV_RUNS_URL] = self.runs_url
             # jupyter-scheduler's runtime environments (labdeck.runs.jupyter_scheduler): the spawn form's rules
             import json
 
@@ -339,17 +346,50 @@ class LabdeckSpawnerMixin(Configurable):
         if self.viewer_url:
             env[contract.ENV_VIEWER_URL] = self.viewer_url
         if self.labdeck_choice is not None:
-            env["LABDECK_PROFILE"] = self.labdeck_choice.profile["slug"]
+            env[contract.ENV_PROFILE] = self.labdeck_choice.profile["slug"]
             if self.labdeck_choice.size:
-                env["LABDECK_SIZE"] = self.labdeck_choice.size["slug"]
+                env[contract.ENV_SIZE] = self.labdeck_choice.size["slug"]
         return env
 
+    def labdeck_metadata_port(self) -> int:
+        """Loopback port of the server's metadata endpoint for R (default: the fixed in-pod port)."""
+        return contract.METADATA_PORT
+
+    def labdeck_r_env(self) -> tuple[dict[str, str], str]:
+        """Backend hook: extra ``~/.Renviron`` variables and a directory to put first on R's ``PATH``."""
+        return {}, ""
+
+    def labdeck_home_wiring(self) -> bool:
+        """Whether this server writes the SDK wiring into the home and its token into its labdeck files.
+
+        A run's server does not: it is unattended (its kernel inherits the
+        server's environment), and locally its token, revoked when the run ends,
+        would replace the one the person's own server's RStudio sessions use.
+        """
+        return not contract.is_run_server(self.name or "")
+
     def labdeck_files(self) -> dict[str, str]:
+        wiring = self.labdeck_home_wiring()
+        home = None
+        if wiring:
+            r_env, path_prepend = self.labdeck_r_env()
+            home = builders.home_files(
+                env=self.labdeck_env(),
+                files_dir=self.labdeck_files_dir,
+                broker_url=self.broker_url,
+                region=self.aws_region,
+                credential_command=list(self.credential_command),
+                r_env=r_env,
+                path_prepend=path_prepend,
+            )
         return builders.server_files(
             region=self.aws_region,
             credential_command=list(self.credential_command),
             broker_url=self.broker_url,
             gcp=bool(self.gcp_project),
+            files_dir=self.labdeck_files_dir,
+            api_token=(self.api_token or "") if wiring else "",
+            home_files=home,
         )
 
     def get_env(self):
@@ -397,6 +437,7 @@ class LabdeckSpawnerMixin(Configurable):
 
     async def start(self):
         self._progress_reset()
+        self._labdeck_start_port = 0  # a backend's per-start choice (labdeck_metadata_port)
         t0 = time.monotonic()
         try:
             if self.labdeck_choice is None:

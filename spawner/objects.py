@@ -11,9 +11,12 @@ import copy
 
 from kubernetes_asyncio.client import models as k8s
 
+from labdeck.hub import contract
+
 #: env vars KubeSpawner would put in the pod spec in clear text; moved into the Secret
 SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
-TOKEN_KEY = "jupyterhub-api-token"
+#: the Secret key of the server's token; mounted as the token file the in-server client reads
+TOKEN_KEY = contract.TOKEN_FILE
 #: secret files are root-owned with the pod's fsGroup; 0440 lets the non-root user read them
 FILES_MODE = 0o440
 

@@ -92,13 +92,22 @@ def main(argv=None) -> int:
 
 
 def singleuser_main(argv=None) -> None:
-    """``labdeck-singleuser``: onboarding, then ``exec labdeck-server`` (``jupyterhub-singleuser`` without
+    """``labdeck-singleuser``: onboarding and the home's SDK files, then ``exec labdeck-server`` (``jupyterhub-singleuser`` without
     the wasted imports; ``jupyterhub-singleuser`` itself where it is missing) with the same arguments."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         main([])
     except OSError as e:  # a read-only or full home must not keep the server from starting
         print(f"labdeck: onboarding skipped: {e}", file=sys.stderr)
+    files_dir = os.environ.get(contract.ENV_FILES_DIR, "")
+    if files_dir:
+        # the SDK wiring at its default paths (~/.aws/config, Google's ADC, ~/.Renviron), for RStudio and clean-env processes
+        from . import homefiles
+
+        try:
+            homefiles.install_from_dir(files_dir, os.environ.get("HOME", os.getcwd()))
+        except (OSError, ValueError) as e:
+            print(f"labdeck: SDK files in the home skipped: {e}", file=sys.stderr)
     # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
     exe = next((e for e in (shutil.which(n) for n in ("labdeck-server", "jupyterhub-singleuser")) if e), None)
     exe = exe or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")

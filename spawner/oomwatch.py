@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from labdeck.hub import contract
 from .cgroups import CGROUP_ROOT, own_cgroups, parse_oom_kills
 
 CHECK_EVERY_MS = 2000
@@ -86,6 +87,6 @@ def _load_jupyter_server_extension(serverapp):
         return
     from tornado.ioloop import PeriodicCallback
 
-    watch = OOMWatch(found[0], found[1], os.environ.get("LABDECK_SIZE", ""), serverapp.log)
+    watch = OOMWatch(found[0], found[1], os.environ.get(contract.ENV_SIZE, ""), serverapp.log)
     serverapp.labdeck_oomwatch = PeriodicCallback(watch.check, CHECK_EVERY_MS)
     serverapp.labdeck_oomwatch.start()

@@ -244,7 +244,8 @@ def run_as(account: Account, argv: list[str], payload: dict, env: dict | None = 
 
 
 def install(payload: dict) -> dict:
-    """Runs as the person: write labdeck's files (0600 in a 0700 dir) and copy missing onboarding files."""
+    """Runs as the person: write labdeck's files (0600 in a 0700 dir), copy missing onboarding files, and
+    place the SDK wiring at its default paths in the home (:mod:`labdeck.spawner.homefiles`)."""
     from . import onboarding
 
     files_dir = payload["files_dir"]
@@ -262,7 +263,10 @@ def install(payload: dict) -> dict:
     copied = []
     if payload.get("onboarding_dirs") is not None:
         copied = onboarding.copy_missing(payload["onboarding_dirs"], payload["home"])
-    return {"copied": list(copied)}
+    from . import homefiles
+
+    placed = homefiles.install_from_dir(files_dir, payload["home"])
+    return {"copied": list(copied), "home_files": placed}
 
 
 def install_main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,9 @@ def preimport(names=PREIMPORTS) -> list[str]:
 def run(argv: list[str]) -> int:
     """Run jupyterhub-singleuser with ``argv`` (without the program name) in this process."""
     lazyimports.install()
+    from . import launchers
+
+    launchers.install()  # no RStudio tile where rserver is missing
     from jupyterhub.singleuser import main as singleuser_main
 
     sys.argv = ["jupyterhub-singleuser", *argv]

@@ -79,3 +79,34 @@ def test_jupyterlab_overrides_are_installed_by_both_modes():
         ROOT / "images" / "singleuser" / "Dockerfile"
     ).read_text()
     assert "cp images/singleuser/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json" in (ROOT / "Makefile").read_text()
+
+
+R_PACKAGES = ROOT / "images/singleuser/r-packages.txt"
+R_PIN = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9])==(?P<version>[0-9]+([.-][0-9]+)+)$")
+
+
+def test_r_cloud_clients_are_pinned_from_a_dated_snapshot():
+    """The image's R clients (issue 23): every line name==version, from one dated CRAN snapshot."""
+    text = R_PACKAGES.read_text()
+    snapshots = re.findall(r"^# snapshot: (\d{4}-\d{2}-\d{2})$", text, re.M)
+    assert len(snapshots) == 1
+    pins = {}
+    for line in _lines(R_PACKAGES):
+        m = R_PIN.match(line)
+        assert m, f"r-packages.txt: not pinned with ==: {line!r}"
+        assert m["name"] not in pins, f"{m['name']} pinned twice"
+        pins[m["name"]] = m["version"]
+    assert {"bigrquery", "DBI", "arrow", "gargle"} <= set(pins)
+    assert "paws" in pins or "paws.storage" in pins
+    # paws reads container credentials from 0.7.0; labdeck's wiring is credential_process, but keep both working
+    assert tuple(int(x) for x in pins["paws.common"].split(".")) >= (0, 7, 0)
+
+
+def test_singleuser_image_installs_the_r_pins_and_checks_them():
+    dockerfile = (ROOT / "images/singleuser/Dockerfile").read_text()
+    script = (ROOT / "images/singleuser/install-r-packages.R").read_text()
+    assert "COPY images/singleuser/r-packages.txt images/singleuser/install-r-packages.R /tmp/r/" in dockerfile
+    assert 'RUN Rscript /tmp/r/install-r-packages.R /tmp/r/r-packages.txt "${CRAN_SNAPSHOT_BASE}"' in dockerfile
+    # nothing from CRAN by name outside the pinned list
+    assert "install.packages(" not in dockerfile
+    assert "install.packages(pins[, 1]" in script and "stop(\"not the pinned versions" in script

@@ -18,6 +18,8 @@ import datetime
 
 from traitlets import Unicode, default
 
+from labdeck.hub import contract
+
 from .. import policy
 from ..grants import Grants
 from .base import CredentialProvider, Identity, IssuedCredential, UpstreamError
@@ -172,4 +174,4 @@ class AWSProvider(CredentialProvider):
         )
 
     def describe(self, identity: Identity) -> dict:
-        return {"bucket": self.bucket, "home": policy.s3_home_url(self.bucket, identity.name), "region": self.region}
+        return {"bucket": self.bucket, "home": contract.s3_home(self.bucket, identity.name), "region": self.region}

@@ -21,6 +21,7 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from labdeck.hub import contract
 from .app import make_app
 from .engine import Engine
 from .seed import DEMO_DATASET, seed
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bind", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--data-dir", required=True, help="directory for the DuckDB file")
     parser.add_argument("--key-file", required=True, help="file with the shared token key")
-    parser.add_argument("--project", default="labdeck-local", help="the default project")
+    parser.add_argument("--project", default=contract.LOCAL_GCP_PROJECT, help="the default project")
     parser.add_argument("--seed", action="store_true",
                         help=f"create the demo dataset {{project}}.{DEMO_DATASET} (idempotent)")
     return parser.parse_args(argv)

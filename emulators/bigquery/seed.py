@@ -19,10 +19,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from labdeck.hub import contract
 from .engine import Engine
 from .translate import TableRef
 
-DEMO_PROJECT = "labdeck-local"
+DEMO_PROJECT = contract.LOCAL_GCP_PROJECT
 DEMO_DATASET = "demo"
 
 N_CUSTOMERS = 2000

@@ -31,6 +31,8 @@ from pathlib import Path
 from .. import contract
 
 HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
+#: the config file of the broker, runs and viewer: their configurers, as in the chart (labdeck.hub.configure_services)
+SERVICE_CONFIG = Path(__file__).resolve().parent / "service_config.py"
 
 #: a start order that respects every component's ``needs``; stopped in reverse
 ORDER = ("aws", "bigquery", "broker", "runs", "viewer", "proxy", "hub")
@@ -84,7 +86,8 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
         ``broker_token``, ``runs_token``, ``viewer_token``, ``dev_password``.
     paths : mapping
         ``state``, ``chp``, ``bigquery_data``, ``bigquery_key``,
-        ``broker_config``, ``broker_aws_credentials``, ``viewer_aws_credentials``.
+        ``broker_aws_credentials``, ``viewer_aws_credentials`` (the services'
+        own config comes from :data:`SERVICE_CONFIG`, which reads ``settings.json``).
     base_env : mapping
         The environment every component starts from.
     """
@@ -117,7 +120,7 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
         # before the hub: a spawn in the first second after the login page answers needs it
         "broker": Component(
             "broker",
-            [py, "-m", "labdeck.hub.cli", "broker", "--config", paths["broker_config"]],
+            [py, "-m", "labdeck.hub.cli", "broker", "--config", str(SERVICE_CONFIG)],
             {
                 **base,
                 **service_env(s, contract.BROKER, secrets["broker_token"]),
@@ -143,7 +146,7 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
             routes=(contract.service_prefix(contract.BROKER),),
         ),
     }
-    for name, module, app in ((contract.RUNS, "app", "RunsApp"), (contract.VIEWER, "viewer", "ViewerApp")):
+    for name, module in ((contract.RUNS, "app"), (contract.VIEWER, "viewer")):
         if not s.get(f"{name}_port"):
             continue
         env = {**base, **service_env(s, name, secrets[f"{name}_token"]), contract.ENV_PROXY_URL: public}
@@ -151,7 +154,7 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
             env["AWS_SHARED_CREDENTIALS_FILE"] = paths["viewer_aws_credentials"]
             env["AWS_ENDPOINT_URL"] = s["aws_endpoint"]
             env["AWS_DEFAULT_REGION"] = s["region"]
-        argv = [py, "-m", f"labdeck.runs.{module}", f"--port={s[name + '_port']}", f"--{app}.bucket={s['bucket']}"]
+        argv = [py, "-m", f"labdeck.runs.{module}", "--config", str(SERVICE_CONFIG)]
         own = f"http://127.0.0.1:{s[name + '_port']}"
         components[name] = Component(
             name, argv, env, ready_url=contract.service_url(own, name) + contract.HEALTH_ROUTE, needs=("aws",) if name == contract.VIEWER else ()

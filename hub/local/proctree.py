@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 from collections.abc import Iterable, Mapping
 
 PR_SET_CHILD_SUBREAPER = 36

@@ -27,14 +27,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from labdeck.hub import contract
 from .plan import ORDER as COMPONENT_ORDER
 from .plan import Component, plan
-from .settings import DEFAULT_GRANTS, SettingsError, broker_config, env_settings, kube_settings
-from .settings import load_profiles_file as load_profiles_file  # noqa: F401 - kept importable here
+from .settings import DEFAULT_GRANTS, SettingsError, env_settings, kube_settings
 from . import banner, proctree, shutdown, team
 from .state import SECRET_NAMES, StateDir, state_dir
 from .waits import Stopping, pid_alive, plan_ports, stop_group, wait_http, wait_routes
-from .waits import loopback_tls_context as loopback_tls_context  # noqa: F401 - kept importable here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +70,7 @@ class Supervisor:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             return False
-        return f"LABDECK_STATE_DIR={self.state.root}".encode() in environ
+        return f"{contract.ENV_STATE_DIR}={self.state.root}".encode() in environ
 
     def check_not_running(self) -> None:
         """Refuse to start twice; after a crash, stop the orphaned components of the last run."""
@@ -144,8 +143,6 @@ class Supervisor:
         grants_file = self.state.root / "grants.json"
         if not grants_file.exists():
             grants_file.write_text(json.dumps(DEFAULT_GRANTS, indent=2))
-        config = broker_config(settings, str(grants_file), str(self.state.secret_path("bigquery_key")))
-        (self.state.root / "broker_config.json").write_text(json.dumps(config, indent=2))
         if settings.get("os_users"):
             team.secure_state_dir(self.state)
         return settings
@@ -154,7 +151,7 @@ class Supervisor:
         keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
         env = {k: self.env[k] for k in keep if k in self.env}
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-        env["LABDECK_STATE_DIR"] = str(self.state.root)
+        env[contract.ENV_STATE_DIR] = str(self.state.root)
         # never let the machine's own AWS identity leak into labdeck's processes
         env["AWS_CONFIG_FILE"] = os.devnull
         env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
@@ -181,7 +178,6 @@ class Supervisor:
             "chp": self.find_chp(),
             "bigquery_data": str(st.emulators / "bigquery"),
             "bigquery_key": str(st.secret_path("bigquery_key")),
-            "broker_config": str(st.root / "broker_config.json"),
             "broker_aws_credentials": str(st.secret_path("broker_aws_credentials")),
             "viewer_aws_credentials": str(st.secret_path("viewer_aws_credentials")),
         }

@@ -100,8 +100,9 @@ def portable_python(target: Path, error=RuntimeError) -> str:
     The interpreter itself where every user can reach it; otherwise a copy of its
     installation (``sys.base_prefix``, hard-linked, without its tests and its own
     site-packages) in ``target``. A ``RUNPATH`` that names the private original (a
-    shared ``libpython``) is made relative to the copy with ``patchelf``, so the copy
-    runs with a clean environment too. Returns the interpreter's path.
+    shared ``libpython``) becomes an ``RPATH`` relative to the copy (``patchelf``), so
+    the copy runs with a clean environment and under R's ``LD_LIBRARY_PATH`` too, and
+    ``libpython`` is linked at the copy's top for reticulate. Returns the interpreter's path.
     """
     exe, base = os.path.realpath(sys._base_executable), os.path.realpath(sys.base_prefix)
     if reachable_by_others(exe):
@@ -112,6 +113,11 @@ def portable_python(target: Path, error=RuntimeError) -> str:
     link_tree(Path(base), target, skip=(f"{lib}/test", f"{lib}/site-packages", "share", "include"))
     python = target / os.path.relpath(exe, base)
     _relative_runpath(python, base, target)
+    # reticulate looks for libpython directly in the prefixes of the Python it is given, not in lib/
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for shared in sorted((target / "lib").glob(f"libpython{version}*.so*")):
+        if not (target / shared.name).exists():
+            (target / shared.name).symlink_to(os.path.join("lib", shared.name))
     return str(python)
 
 
@@ -125,7 +131,9 @@ def _relative_runpath(binary: Path, base: str, copy: Path) -> None:
     private = binary.with_name(binary.name + ".tmp")
     shutil.copy2(binary, private)  # never patch through a hard link into the original
     origin = "$ORIGIN/" + os.path.relpath(copy, binary.parent)  # where the copy's lib is, from its bin
-    subprocess.run([patchelf, "--set-rpath", rpath.replace(base, origin), str(private)], check=True, capture_output=True, timeout=30)
+    # an RPATH, not a RUNPATH: R starts every child with LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu first, which
+    # beats a RUNPATH and would load the system's libpython3.X (another patch release) into this interpreter
+    subprocess.run([patchelf, "--force-rpath", "--set-rpath", rpath.replace(base, origin), str(private)], check=True, capture_output=True, timeout=30)
     os.chmod(private, 0o755)
     os.replace(private, binary)
 

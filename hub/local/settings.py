@@ -1,4 +1,4 @@
-"""The embedded default's settings from its environment (``LABDECK_*``), and the broker's config.
+"""The embedded default's settings from its environment (``LABDECK_*``).
 
 Pure where it can be: functions take the environment as a mapping and return
 plain data; the only I/O is reading files an admin named (profiles, values).
@@ -11,8 +11,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-
-from labdeck.emulators.aws import users_role_arn
 
 from .. import contract
 from ..usernames import InvalidUsername, check_username, normalize_username
@@ -115,9 +113,12 @@ def kube_settings(env: Mapping[str, str]) -> dict | None:
 
 def env_settings(env: Mapping[str, str]) -> dict:
     """Everything ``LABDECK_*`` variables decide, except ports and paths."""
-    ttl = int(env.get("LABDECK_CREDENTIAL_TTL") or 3600)
-    if ttl < 5:
-        raise SettingsError("LABDECK_CREDENTIAL_TTL must be at least 5 seconds (default 3600)")
+    try:
+        ttl = int(env.get("LABDECK_CREDENTIAL_TTL") or 0)
+    except ValueError:
+        raise SettingsError("LABDECK_CREDENTIAL_TTL must be a whole number of seconds") from None
+    if env.get("LABDECK_CREDENTIAL_TTL") and ttl < 5:
+        raise SettingsError("LABDECK_CREDENTIAL_TTL must be at least 5 seconds (default: cloud.aws.ttlSeconds, 3600)")
     values = load_values_file(env[contract.ENV_VALUES_FILE]) if env.get(contract.ENV_VALUES_FILE) else {}
     try:
         bucket, region = lookup(values, "cloud.aws.bucket", ""), lookup(values, "cloud.aws.region", "")
@@ -129,8 +130,10 @@ def env_settings(env: Mapping[str, str]) -> dict:
         "region": region or contract.DEFAULT_REGION,
         "gcp_project": contract.LOCAL_GCP_PROJECT,
         "admin_users": parse_admin_users(env.get("LABDECK_ADMIN_USERS", "")),
-        "credential_ttl": ttl,
     }
+    if ttl:
+        # overrides the values' cloud.aws.ttlSeconds and cloud.gcp.lifetimeSeconds (labdeck.hub.local.values)
+        settings["credential_ttl"] = ttl
     if env.get("LABDECK_BANNER") is not None:
         settings["banner"] = env["LABDECK_BANNER"]
     if env.get("LABDECK_PROFILES_FILE"):
@@ -145,28 +148,3 @@ def env_settings(env: Mapping[str, str]) -> dict:
     # company login, public URL, TLS (labdeck.hub.local.team)
     settings.update(team_settings(env))
     return settings
-
-
-def broker_config(settings: Mapping, grants_file: str, bigquery_key_file: str) -> dict:
-    """The broker's traitlets config (JSON) for the embedded default's local clouds."""
-    ttl = settings["credential_ttl"]
-    return {
-        "BrokerApp": {
-            "ip": "127.0.0.1",
-            "port": settings["broker_port"],
-            "providers": ["aws", "local-gcp"],
-            "grants_file": grants_file,
-            "cache_margin_seconds": min(1200, ttl // 3),
-        },
-        # the production provider: one role, scoped per person by a session policy
-        # (the local endpoint evaluates session policies, labdeck.emulators.aws_iam)
-        "AWSProvider": {
-            "region": settings["region"],
-            "bucket": settings["bucket"],
-            "endpoint_url": settings["aws_endpoint"],
-            "role_arn": users_role_arn(),
-            "ttl_seconds": ttl,
-        },
-        "GCPProvider": {"project": settings["gcp_project"], "ttl_seconds": ttl},
-        "LocalGCPProvider": {"emulator_url": settings["bq_endpoint"], "key_file": bigquery_key_file},
-    }

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import secrets as _secrets
+
+from labdeck.hub import contract
 from pathlib import Path
 
 SECRET_NAMES = (
@@ -28,7 +30,7 @@ SECRET_NAMES = (
 
 def state_dir(env: dict | None = None) -> Path:
     env = os.environ if env is None else env
-    return Path(env.get("LABDECK_STATE_DIR") or ".labdeck").resolve()
+    return Path(env.get(contract.ENV_STATE_DIR) or ".labdeck").resolve()
 
 
 class StateDir:

@@ -83,6 +83,10 @@ def settings_values(settings: Mapping) -> dict:
     for name in (contract.RUNS, contract.VIEWER):
         if not settings.get(f"{name}_port"):
             out[name] = {"enabled": False}
+    if settings.get("credential_ttl"):
+        # LABDECK_CREDENTIAL_TTL: the lifetime of every credential the broker issues
+        ttl = settings["credential_ttl"]
+        out["cloud"] = {"aws": {"ttlSeconds": ttl}, "gcp": {"lifetimeSeconds": ttl}}
     if settings.get("server_nice"):
         out.setdefault("singleuser", {})["nice"] = settings["server_nice"]
     return out

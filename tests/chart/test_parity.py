@@ -7,6 +7,12 @@ load the hub config from the rendered Secret exactly as the hub pod would
 flatten both and compare every key. A difference passes only if
 ``labdeck.hub.modes.MODE_TABLE`` (or, with no values file,
 ``EMBEDDED_DEFAULTS_TABLE``) names it.
+
+The same holds for the broker (with its providers), runs and viewer: each
+one's config is loaded from the file its pod mounts (the rendered ConfigMap's
+``<service>_config.py`` on the values the pod mounts) and from the file the
+embedded default starts it with (``hub/local/service_config.py`` on the
+runner's ``settings.json``), and compared under the same table.
 """
 
 import fnmatch
@@ -14,10 +20,14 @@ import fnmatch
 import pytest
 import yaml
 from chartlib import EXAMPLES
+from traitlets.config.loader import PyFileConfigLoader
 
 from labdeck.hub import contract
+from labdeck.hub import values as hub_values
 from labdeck.hub.configurer import configure
+from labdeck.hub.local.plan import SERVICE_CONFIG
 from labdeck.hub.local.settings import env_settings
+from labdeck.hub.local.state import StateDir
 from labdeck.hub.local.values import local_values
 from labdeck.hub.modes import EMBEDDED_DEFAULTS_TABLE, MODE_TABLE, chart_mode, local_mode
 
@@ -38,18 +48,53 @@ def chart_config(rendered):
     return configure(values, chart_mode(values, read_secret))
 
 
-def embedded_config(tmp_path, values_file=None):
+def embedded_settings(tmp_path, values_file=None):
     env = {"PATH": "/usr/bin"}
     if values_file:
         env[contract.ENV_VALUES_FILE] = str(values_file)
-    settings = {
+    return {
         **PORTS,
         "state_dir": str(tmp_path),
         "aws_endpoint": f"http://127.0.0.1:{PORTS['aws_port']}",
         "bq_endpoint": f"http://127.0.0.1:{PORTS['bq_port']}",
         **env_settings(env),
     }
+
+
+def embedded_config(tmp_path, values_file=None):
+    settings = embedded_settings(tmp_path, values_file)
     return configure(local_values(settings), local_mode(settings, LOCAL_SECRETS))
+
+
+def load_config_file(path, monkeypatch, **env):
+    """A traitlets config file loaded as the service loads it (``--config``), with ``env`` set."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    hub_values.clear_cache()
+    try:
+        return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    finally:
+        hub_values.clear_cache()
+
+
+def chart_service_config(rendered, name, tmp_path, monkeypatch):
+    """Service ``name``'s config as its pod loads it: its ConfigMap's file, on the values it mounts."""
+    pod = tmp_path / f"chart-{name}"
+    pod.mkdir(exist_ok=True)
+    for key, text in rendered.get("ConfigMap", f"rel-labdeck-{name}")["data"].items():
+        (pod / key).write_text(text)
+    if name == contract.BROKER:
+        # the broker mounts the hub Secret's values.yaml (runs and viewer: their ConfigMap's subset)
+        (pod / "values.yaml").write_text(rendered.secret_data("rel-labdeck-hub")["values.yaml"])
+    return load_config_file(pod / f"{name}_config.py", monkeypatch, **{hub_values.VALUES_FILE_ENV: str(pod / "values.yaml")})
+
+
+def embedded_service_config(tmp_path, name, monkeypatch, values_file=None):
+    """Service ``name``'s config as the runner starts it: ``--config`` :data:`SERVICE_CONFIG` on ``settings.json``."""
+    state = tmp_path / f"state-{name}"
+    state.mkdir(exist_ok=True)
+    StateDir(state).write_settings(embedded_settings(state, values_file))
+    return load_config_file(SERVICE_CONFIG, monkeypatch, LABDECK_STATE_DIR=str(state), JUPYTERHUB_SERVICE_NAME=name)
 
 
 def flatten(config) -> dict:
@@ -134,3 +179,64 @@ def test_a_drift_is_caught(render, tmp_path):
     local = flatten(embedded_config(tmp_path))
     diffs = unexplained_differences(chart, local, {**MODE_TABLE, **EMBEDDED_DEFAULTS_TABLE})
     assert list(diffs) == ["services[idle-culler].command"]
+
+
+# ------------------------------------------------------------------ the services
+
+SERVICES = list(contract.LABDECK_SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_services_defaults_differ_only_by_the_tables(render, tmp_path, monkeypatch, name):
+    chart = flatten(chart_service_config(render(), name, tmp_path, monkeypatch))
+    local = flatten(embedded_service_config(tmp_path, name, monkeypatch))
+    assert chart and local
+    assert unexplained_differences(chart, local, {**MODE_TABLE, **EMBEDDED_DEFAULTS_TABLE}) == {}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_gives_each_service_the_same_config_in_both_modes(render, tmp_path, monkeypatch, example, name):
+    chart = flatten(chart_service_config(render(example), name, tmp_path, monkeypatch))
+    local = flatten(embedded_service_config(tmp_path, name, monkeypatch, example))
+    assert unexplained_differences(chart, local, MODE_TABLE) == {}
+
+
+@pytest.mark.parametrize(
+    "name,key",
+    [
+        (contract.BROKER, "BrokerApp.base_url"),
+        (contract.BROKER, "BrokerApp.grants"),
+        (contract.BROKER, "BrokerApp.cache_margin_seconds"),
+        (contract.BROKER, "AWSProvider.region"),
+        (contract.BROKER, "AWSProvider.ttl_seconds"),
+        (contract.BROKER, "GCPProvider.ttl_seconds"),
+        (contract.BROKER, "GCPProvider.dataset_template"),
+        (contract.RUNS, "RunsApp.base_url"),
+        (contract.VIEWER, "ViewerApp.base_url"),
+    ],
+)
+def test_the_services_shared_concerns_are_compared_not_excused(render, tmp_path, monkeypatch, name, key):
+    chart = flatten(chart_service_config(render(), name, tmp_path, monkeypatch))
+    local = flatten(embedded_service_config(tmp_path, name, monkeypatch))
+    assert key in chart and key in local
+    assert not explained(key, {**MODE_TABLE, **EMBEDDED_DEFAULTS_TABLE})
+    assert chart[key] == local[key]
+
+
+def test_a_broker_drift_is_caught(render, tmp_path, monkeypatch):
+    """Control: one broker value only the chart gets is the one difference found."""
+    chart = flatten(chart_service_config(render(set_values=["cloud.aws.ttlSeconds=7200"]), contract.BROKER, tmp_path, monkeypatch))
+    local = flatten(embedded_service_config(tmp_path, contract.BROKER, monkeypatch))
+    diffs = unexplained_differences(chart, local, {**MODE_TABLE, **EMBEDDED_DEFAULTS_TABLE})
+    assert diffs == {"AWSProvider.ttl_seconds": (7200, 3600)}
+
+
+def test_a_base_url_reaches_runs_and_viewer_in_both_modes(render, tmp_path, monkeypatch):
+    """hub.baseUrl moves the services' prefix in both modes (the runs/viewer ConfigMaps carry it)."""
+    values = tmp_path / "base-url.yaml"
+    values.write_text("hub:\n  baseUrl: /labdeck/\n")
+    for name, section in ((contract.RUNS, "RunsApp"), (contract.VIEWER, "ViewerApp")):
+        chart = chart_service_config(render(values), name, tmp_path, monkeypatch)
+        local = embedded_service_config(tmp_path, name, monkeypatch, values)
+        assert chart[section].base_url == local[section].base_url == f"/labdeck/services/{name}/"

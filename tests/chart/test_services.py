@@ -10,6 +10,7 @@ the pods get from the hub Secret.
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from chartlib import CHART, EXAMPLES, LINT_VALUES
 from test_config_files import HUB, load  # noqa: F401 - the ``load`` fixture
 
@@ -20,6 +21,24 @@ pytestmark = pytest.mark.chart
 VALUE_SETS = {"default": None} | {f"examples/{p.name}": p for p in EXAMPLES} | {"lint-values": LINT_VALUES}
 SERVICES = (contract.RUNS, contract.VIEWER)
 MODULES = {contract.RUNS: "labdeck.runs.app", contract.VIEWER: "labdeck.runs.viewer"}
+SECTIONS = {contract.RUNS: "RunsApp", contract.VIEWER: "ViewerApp"}
+
+
+def pod_config(files: dict, tmp_path, monkeypatch):
+    """The config a service pod loads: its ConfigMap's files written out, the config file run on its values."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from labdeck.hub import values as v
+
+    for key, text in files.items():
+        (tmp_path / key).write_text(text)
+    monkeypatch.setenv(v.VALUES_FILE_ENV, str(tmp_path / "values.yaml"))
+    v.clear_cache()
+    try:
+        (config_file,) = [k for k in files if k.endswith("_config.py")]
+        return PyFileConfigLoader(config_file, path=str(tmp_path)).load_config()
+    finally:
+        v.clear_cache()
 
 
 def rendered(render, values_file, set_values=()):
@@ -38,7 +57,7 @@ def env_of(container) -> dict:
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_workload(render, name, service):
+def test_service_workload(render, tmp_path, monkeypatch, name, service):
     objects = rendered(render, VALUE_SETS[name])
     full = f"{prefix_of(objects)}-{service}"
     hub_values = objects.secret_data(f"{prefix_of(objects)}-hub")
@@ -52,8 +71,19 @@ def test_service_workload(render, name, service):
     assert pod["serviceAccountName"] == full
     assert pod["automountServiceAccountToken"] is False
     (c,) = pod["containers"]
-    assert c["command"][:3] == ["python", "-m", MODULES[service]]
-    assert f"--port={port}" in c["command"] and "--ip=0.0.0.0" in c["command"]
+    # only --config: the rest comes from the service's configurer (labdeck.hub.configure_services)
+    assert c["command"] == ["python", "-m", MODULES[service], "--config", f"/usr/local/etc/labdeck/{service}_config.py"]
+    (config_volume,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    assert config_volume == {"name": "config", "configMap": {"name": full}}
+    (config_mount,) = [m for m in c["volumeMounts"] if m["name"] == "config"]
+    assert config_mount == {"name": "config", "mountPath": "/usr/local/etc/labdeck", "readOnly": True}
+    files = objects.get("ConfigMap", full)["data"]
+    assert set(files) == {f"{service}_config.py", "values.yaml"}
+    assert env_of(c)["LABDECK_VALUES_FILE"] == "/usr/local/etc/labdeck/values.yaml"
+    # the pod's values hold no secret of the hub's: only what the service's configurer reads
+    assert set(yaml.safe_load(files["values.yaml"])) == {"cloud", "hub", "Names", "Chart", "Release"}
+    config = pod_config(files, tmp_path, monkeypatch)[SECTIONS[service]]
+    assert (config.ip, config.port, config.base_url) == ("0.0.0.0", port, f"{base_url}services/{service}/")
     assert c["ports"] == [{"name": service, "containerPort": port, "protocol": "TCP"}]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
@@ -93,8 +123,7 @@ def test_service_workload(render, name, service):
     (state,) = [v for v in pod["volumes"] if v["name"] == "state"]
     assert state["persistentVolumeClaim"]["claimName"] == f"{full}-db"
     (mount,) = [m for m in c["volumeMounts"] if m["name"] == "state"]
-    (db_arg,) = [a for a in c["command"] if ".db_path=" in a]
-    assert db_arg.split("=", 1)[1].startswith(mount["mountPath"] + "/")
+    assert config.db_path.startswith(mount["mountPath"] + "/")
 
 
 def test_pdbs_like_the_hubs(render):

@@ -1,6 +1,9 @@
 """The in-server credential client: retries, errors, and the google subject token."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -109,3 +112,46 @@ def test_gcp_subject_token_passes_the_hub_token_through_a_pipe():
     body = client.gcp_subject_token("hub-tok", now=1000)
     assert body == {"version": 1, "success": True, "token_type": "urn:ietf:params:oauth:token-type:jwt", "id_token": "hub-tok", "expiration_time": 1300}
     assert client.gcp_subject_token("", now=1000)["success"] is False
+
+
+def _labdeck_dir(tmp_path, broker_url, token):
+    d = tmp_path / ".labdeck"
+    d.mkdir(mode=0o700)
+    (d / "broker-url").write_text(broker_url + "\n")
+    (d / "jupyterhub-api-token").write_text(token)
+    os.chmod(d / "jupyterhub-api-token", 0o600)
+    return d
+
+
+def test_a_clean_environment_finds_broker_and_token_in_the_servers_files(tmp_path):
+    """RStudio's rsession and `env -i` children have no LABDECK_BROKER_URL / JUPYTERHUB_API_TOKEN."""
+    httpd = serve()
+    try:
+        d = _labdeck_dir(tmp_path, f"http://127.0.0.1:{httpd.server_port}/services/broker/", "file-token")
+        argv = [sys.executable, "-m", "labdeck.credentials.client", "--files-dir", str(d), "aws"]
+        out = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"Version": 1}
+        assert Broker.seen == [("/services/broker/aws/credentials", "token file-token")]
+        # the environment wins where it is set (a kernel of the server)
+        env = {"PATH": "/usr/bin:/bin", "JUPYTERHUB_API_TOKEN": "env-token", "LABDECK_FILES_DIR": str(d)}
+        out = subprocess.run([sys.executable, "-m", "labdeck.credentials.client", "aws"], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert Broker.seen[-1] == ("/services/broker/aws/credentials", "token env-token")
+        # google-auth's executable source too
+        subject = subprocess.run(
+            [sys.executable, "-m", "labdeck.credentials.client", "--files-dir", str(d), "gcp-subject"],
+            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(subject.stdout)["id_token"] == "file-token"
+    finally:
+        httpd.shutdown()
+
+
+def test_no_files_and_no_environment_is_explained_without_secrets(tmp_path):
+    argv = [sys.executable, "-m", "labdeck.credentials.client", "--files-dir", str(tmp_path / "missing"), "aws"]
+    out = subprocess.run(argv, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "labdeck: LABDECK_BROKER_URL is not set and no labdeck files were found: this server was not started by labdeck"
+    bad = subprocess.run([sys.executable, "-m", "labdeck.credentials.client", "--files-dir"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage" in bad.stderr

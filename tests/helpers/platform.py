@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from labdeck.hub.local.waits import free_port  # noqa: F401 - outside the ephemeral range; tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 LABDECK = str(Path(sys.executable).with_name("labdeck"))
@@ -32,10 +33,6 @@ def pid_alive_or_zombie(pid: int) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -51,6 +51,14 @@ def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
         assert out.stdout.strip() == sys.version.split()[0], out.stderr
         with open(os.path.join(bin_dir, "jupyterhub-singleuser")) as f:
             assert f.readline().strip() == f"#!{bin_dir}/python"
+        # under R's LD_LIBRARY_PATH (the system's lib dir first, where another libpython3.X may be) it
+        # still loads its own libpython, and reticulate finds that library in its base prefix
+        code = ("import ssl, sys, glob, os; v = f'{sys.version_info[0]}.{sys.version_info[1]}'; "
+                "print(len(glob.glob(os.path.join(sys.base_exec_prefix, f'libpython{v}*.so*'))) > 0 or sys.base_exec_prefix == '/usr')")
+        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.path.join(bin_dir, "python"), "-c", code],
+                             env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu:/usr/lib"},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert out.stdout.strip() == "True", out.stderr[-2000:]
         # a command added to this environment later (an upgrade) appears after the next start
         (root / "server-env" / "labdeck-server-env.json").write_text("{}")
         assert ensure_server_env(root / "server-env") == bin_dir

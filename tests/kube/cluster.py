@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +39,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+from labdeck.hub.local.waits import free_port  # outside the ephemeral port range (no race with outgoing connections)
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-apiserver.sh"
@@ -115,11 +116,6 @@ def find_etcd() -> Path:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _write_private(path: Path, data: str | bytes) -> Path:

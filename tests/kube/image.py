@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("hub", "spawner", "credentials", "runs", "emulators")
 STAMP = "labdeck-harness-image.json"
 #: bumped when the image's layout changes (older images are rebuilt)
-LAYOUT = "3"
+LAYOUT = "4"
 
 
 def cache_dir() -> Path:

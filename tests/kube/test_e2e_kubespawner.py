@@ -150,6 +150,7 @@ bucket = os.environ["LABDECK_S3_HOME"].split("/")[2]
 out = {"home": os.environ["HOME"], "cwd": os.getcwd(), "s3_home": os.environ["LABDECK_S3_HOME"],
        "hostname": os.environ.get("HOSTNAME"),
        "token_sha": hashlib.sha256(os.environ["JUPYTERHUB_API_TOKEN"].encode()).hexdigest(),
+       "token_file_sha": hashlib.sha256(open("/etc/labdeck/jupyterhub-api-token").read().strip().encode()).hexdigest(),
        "files": sorted(os.listdir("/etc/labdeck")), "welcome": os.path.exists(os.path.expanduser("~/Welcome.ipynb"))}
 s3.put_object(Bucket=bucket, Key="home/alice/kube-e2e.txt", Body=b"written from a pod")
 out["own"] = s3.get_object(Bucket=bucket, Key="home/alice/kube-e2e.txt")["Body"].read().decode()
@@ -218,7 +219,9 @@ def test_alice_spawns_through_the_api_server_and_uses_scoped_s3(kube_platform, a
     assert out["own"] == "written from a pod"
     assert out["put_bob"] == "AccessDenied" and out["get_bob"] == "AccessDenied", out
     assert out["token_sha"] == hashlib.sha256(token.encode()).hexdigest()  # from the Secret
-    assert set(out["files"]) >= {"aws_config"} and "jupyterhub-api-token" not in out["files"]
+    # the token file the in-server client reads without the environment (RStudio sessions): the Secret's key, read-only
+    assert set(out["files"]) >= {"aws_config", "jupyterhub-api-token"}
+    assert out["token_file_sha"] == out["token_sha"]
     assert out["ro"] in ("EROFS", "EACCES"), out  # mounted read-only
     assert out["welcome"] is True
 

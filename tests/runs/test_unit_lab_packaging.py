@@ -14,8 +14,15 @@ CONFIG = "images/singleuser/jupyter_server_config.d/labdeck.json"
 def test_server_config_replaces_jupyter_schedulers_extension_with_labdecks():
     cfg = json.loads((ROOT / CONFIG).read_text())
     ext = cfg["ServerApp"]["jpserver_extensions"]
-    assert ext == {"jupyter_scheduler": False, "labdeck.runs.jupyter_scheduler": True, "labdeck.runs.lab_shares": True,
-                   "labdeck.data": True, "labdeck.spawner.oomwatch": True}
+    assert ext == {
+        "jupyter_scheduler": False,
+        "labdeck.runs.jupyter_scheduler": True,
+        "labdeck.runs.lab_shares": True,
+        "labdeck.data": True,
+        "labdeck.spawner.oomwatch": True,
+        # the metadata endpoint R's gargle reads (issue 23)
+        "labdeck.credentials.metadata": True,
+    }
     for module in ext:
         assert hasattr(importlib.import_module(module), "_jupyter_server_extension_points")
     for trait, dotted in cfg["SchedulerApp"].items():

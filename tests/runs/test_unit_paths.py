@@ -42,7 +42,3 @@ def test_output_keys_refuse_bad_ids_and_users():
         paths.output_keys("a/b", "a.ipynb", 0, "0123456789ab")
 
 
-def test_server_name():
-    assert paths.server_name("0123456789ab") == "run-0123456789ab"
-    with pytest.raises(paths.InvalidPath):
-        paths.server_name("nope")

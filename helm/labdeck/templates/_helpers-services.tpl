@@ -66,3 +66,36 @@
     - port: 53
       protocol: TCP
 {{- end -}}
+
+{{- /*
+  labdeck.serviceValues: the values a runs or viewer pod mounts (values.yaml of
+  its ConfigMap), for its config file (files/<name>/<name>_config.py). Only
+  what their configurers read (labdeck.hub.configure_services: cloud.*,
+  hub.baseUrl) plus the injected Names/Chart/Release: no secret of the hub's
+  values reaches these pods (the broker mounts the hub Secret's values.yaml).
+*/}}
+{{- define "labdeck.serviceValues" -}}
+{{- $values := dict "cloud" .Values.cloud "hub" (dict "baseUrl" .Values.hub.baseUrl) -}}
+{{- $_ := set $values "Names" (include "labdeck.name-map" . | fromYaml) -}}
+{{- $_ := set $values "Chart" (dict "Name" .Chart.Name "Version" .Chart.Version "AppVersion" .Chart.AppVersion) -}}
+{{- $_ := set $values "Release" (dict "Name" .Release.Name "Namespace" .Release.Namespace) -}}
+{{- toYaml $values -}}
+{{- end -}}
+
+{{- /*
+  labdeck.serviceConfigMap (dict "root" $ "name" "runs"): the ConfigMap of a
+  service's config file (files/<name>/*) and the values it reads.
+*/}}
+{{- define "labdeck.serviceConfigMap" -}}
+{{- $root := .root -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include (printf "labdeck.%s.fullname" .name) $root }}
+  labels:
+    {{- include "labdeck.labels" (dict "root" $root "component" .name) | nindent 4 }}
+data:
+  {{- ($root.Files.Glob (printf "files/%s/*" .name)).AsConfig | nindent 2 }}
+  values.yaml: |
+    {{- include "labdeck.serviceValues" $root | nindent 4 }}
+{{- end -}}
