@@ -95,6 +95,16 @@ def singleuser_main(argv=None) -> None:
     """``labdeck-singleuser``: onboarding and the home's SDK files, then ``exec labdeck-server`` (``jupyterhub-singleuser`` without
     the wasted imports; ``jupyterhub-singleuser`` itself where it is missing) with the same arguments."""
     argv = sys.argv[1:] if argv is None else argv
+    prepare_home()
+    # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
+    exe = next((e for e in (shutil.which(n) for n in ("labdeck-server", "jupyterhub-singleuser")) if e), None)
+    exe = exe or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
+    os.execv(exe, [exe, *argv])
+
+
+def prepare_home() -> None:
+    """What a pod does in the home before its server starts: onboarding files, then the SDK files at their
+    default paths (``labdeck-singleuser``, and a warm pod's agent after its claim: :mod:`labdeck.spawner.podagent`)."""
     try:
         main([])
     except OSError as e:  # a read-only or full home must not keep the server from starting
@@ -108,10 +118,6 @@ def singleuser_main(argv=None) -> None:
             homefiles.install_from_dir(files_dir, os.environ.get("HOME", os.getcwd()))
         except (OSError, ValueError) as e:
             print(f"labdeck: SDK files in the home skipped: {e}", file=sys.stderr)
-    # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
-    exe = next((e for e in (shutil.which(n) for n in ("labdeck-server", "jupyterhub-singleuser")) if e), None)
-    exe = exe or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
-    os.execv(exe, [exe, *argv])
 
 
 if __name__ == "__main__":

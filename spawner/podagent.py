@@ -17,9 +17,11 @@ a home that is not its own; no ``CHOWN``/``FOWNER``: it cannot take one over).
    message (:func:`labdeck.spawner.warmpods.check_claim`); a wrong key (403) or a
    bad message (400) changes nothing and the pod stays free.
 3. The first good claim closes the listener (a second claim finds nothing to talk
-   to), writes labdeck's files (root-owned, read-only, like a cold pod's Secret
-   mount), sets ``no_new_privs`` itself, drops to the person's uid and gid with no
-   supplementary groups (the kernel then clears every capability), creates or
+   to), sets ``no_new_privs`` itself, drops to the person's gid with no
+   supplementary groups, writes labdeck's files (the token file among them: owned by
+   root and the person's group, 0440, in a directory only root changes - as a cold
+   pod's Secret mount), drops to the person's uid (the kernel then clears every
+   capability), creates or
    checks the home (a directory owned by that uid, nobody else's bits set, not a
    symlink; anything else - a squatted name - refuses the claim), enters it with
    umask 077, takes the pod's environment plus the person's, answers ``OK`` and
@@ -88,14 +90,15 @@ def bind_url(url: str, bind: str) -> str:
 
 
 def write_files(files_dir: str, files: dict) -> None:
-    """labdeck's files, root-owned and read-only, in a directory only root may change (as a cold pod's Secret mount)."""
+    """labdeck's files (the API token file among them), as a cold pod's Secret mount has them: owned by root
+    and the person's group (the process's gid by now), mode 0440, in a directory only root may change."""
     os.chmod(files_dir, 0o755)
     for name, content in files.items():
         path = os.path.join(files_dir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
         with os.fdopen(fd, "w") as f:
             f.write(content)
-        os.chmod(path, 0o444)
+        os.chmod(path, 0o440)
 
 
 def no_new_privs() -> None:
@@ -106,10 +109,14 @@ def no_new_privs() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def drop(uid: int, gid: int) -> None:
-    """To the person's uid and gid, no supplementary groups; every capability goes with uid 0."""
+def drop_group(gid: int) -> None:
+    """To the person's gid, no supplementary groups (still uid 0: files written now are root's, in their group)."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
+
+
+def drop(uid: int, gid: int) -> None:
+    """To the person's uid; every capability goes with uid 0."""
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
         raise PermissionError("could not drop to the person's uid")
@@ -134,8 +141,9 @@ def enter_home(home: str, uid: int) -> None:
 
 def become(msg: dict, *, files_dir: str, bind: str) -> None:
     """Everything personal, in order: files (as root), no_new_privs, uid drop, home, environment."""
-    write_files(files_dir, msg["files"])
     no_new_privs()
+    drop_group(msg["gid"])
+    write_files(files_dir, msg["files"])
     drop(msg["uid"], msg["gid"])
     os.umask(msg["umask"])
     enter_home(msg["home"], msg["uid"])
@@ -239,10 +247,7 @@ def run_claimed(msg: dict) -> int:
     if os.path.basename(argv[0]) in IN_PROCESS:
         from . import onboarding, server
 
-        try:
-            onboarding.main([])
-        except OSError as e:
-            print(f"labdeck: onboarding skipped: {e}", file=sys.stderr)
+        onboarding.prepare_home()  # what labdeck-singleuser does before it execs the server
         return server.run(argv[1:])
     os.execvp(argv[0], argv)
     return 1

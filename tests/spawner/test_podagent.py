@@ -58,7 +58,9 @@ for what, fn in (("list_homes", lambda: os.listdir(os.path.dirname(os.environ["H
         fn(); reach[what] = "allowed"
     except OSError as e:
         reach[what] = type(e).__name__
-print(json.dumps({"status": status(), "cwd": os.getcwd(), "umask": os.umask(0o077), "env": dict(os.environ), "reach": reach}), flush=True)
+token_file = open(sys.argv[3] + "/jupyterhub-api-token").read()
+print(json.dumps({"status": status(), "cwd": os.getcwd(), "umask": os.umask(0o077), "env": dict(os.environ), "reach": reach,
+                  "token_file": token_file}), flush=True)
 """
 
 
@@ -128,7 +130,7 @@ def claim_for(p, name="alice", uid=ALICE_UID, **over):
         "env": {"JUPYTERHUB_API_TOKEN": "token-of-" + name, "JUPYTERHUB_USER": name, "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/" + name + "/"},
         "home": f"{p.homes}/{warmpods.home_name(name, HOMES_KEY)}",
         "uid": uid, "gid": uid,
-        "files": {"aws_config": "[default]\ncredential_process = labdeck-credentials aws\n"},
+        "files": {"aws_config": "[default]\ncredential_process = labdeck-credentials aws\n", "jupyterhub-api-token": "token-of-" + name},
         "umask": 0o077,
     }  # fmt: skip
     msg.update(over)
@@ -166,9 +168,11 @@ def test_claimed_process_is_the_person_with_no_capability_left(pod):
     # nothing else reachable: not the list of homes, not bob's home, not the key, not labdeck's files for writing
     assert out["reach"] == {"list_homes": "PermissionError", "read_other": "PermissionError", "list_other": "PermissionError",
                             "write_files": "PermissionError", "add_file": "PermissionError", "read_key": "PermissionError"}, out["reach"]  # fmt: skip
-    f = pod.files / "aws_config"
-    fs = f.stat()
-    assert (fs.st_uid, stat.S_IMODE(fs.st_mode), stat.S_IMODE(pod.files.stat().st_mode)) == (0, 0o444, 0o755)
+    for name in ("aws_config", "jupyterhub-api-token"):  # as a cold pod's Secret mount: root, the person's group, 0440
+        fs = (pod.files / name).stat()
+        assert (fs.st_uid, fs.st_gid, stat.S_IMODE(fs.st_mode)) == (0, ALICE_UID, 0o440), name
+    assert stat.S_IMODE(pod.files.stat().st_mode) == 0o755
+    assert out["token_file"] == "token-of-alice"  # the person reads it (the in-server client does)
     assert stat.S_IMODE(pod.homes.stat().st_mode) == warmpods.HOMES_MODE and pod.homes.stat().st_uid == 0
     assert "token-of-alice" not in pod.log.read_text().replace(json.dumps(out), "")  # the agent logs no claim
 
