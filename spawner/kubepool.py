@@ -103,7 +103,9 @@ class WarmPodPool:
             await self._reconcile()
 
     async def _reconcile(self) -> None:
-        pods = (await self.api.list_namespaced_pod(self.namespace, label_selector=self._selector(), _preload_content=False))
+        pods = await self.api.list_namespaced_pod(self.namespace, label_selector=self._selector(), _preload_content=False)
+        if pods.status != 200:
+            raise ApiException(status=pods.status, reason="listing warm pods")
         items = json.loads(await pods.read())["items"]
         alive = []
         for pod in items:
@@ -239,7 +241,10 @@ class WarmPodPool:
         deadline = time.monotonic() + timeout
         for _ in range(self.size + 3):
             if not self.ready and self.size > 0:
-                await self.reconcile()  # pods whose agent got ready since the last pass
+                try:
+                    await self.reconcile()  # pods whose agent got ready since the last pass
+                except Exception as e:  # the pool's trouble is no reason to fail a spawn: start a pod for it
+                    self.log.warning("warm pool %s: %s", self.recipe.id, e)
             warm = bool(self.ready)
             if warm:
                 name, ip = self.ready.popleft()  # before any await: no other spawn of this hub gets it
@@ -273,6 +278,7 @@ class WarmPodPool:
                 raise WarmClaimError(f"the warm pod refused the claim ({status} {answer[:80]})")
             finally:
                 self.claimed.discard(name)
+        self.log.warning("warm pool %s: no pod took the claim after %d tries", self.recipe.id, self.size + 3)
         raise WarmClaimError("no warm pod could be claimed")
 
     def close(self) -> None:

@@ -325,7 +325,11 @@ def test_a_stopped_server_pod_and_key_are_gone_and_the_pool_refills(release, peo
     home = homes_dir(release) / warmpods.home_name("alice", homes_key(release))
     assert home.is_dir() and (home / "Welcome.ipynb").exists()
     wait_free(release, SIZE)
-    people["alice"].start_server(timeout=180)
+    try:
+        people["alice"].start_server(timeout=180)
+    except Exception:
+        print("\n".join(ln for ln in release.log("hub").splitlines() if "alice" in ln or "warm" in ln.lower())[-6000:])
+        raise
     again = run_kernel(people["alice"], alice_and_bob["bob_home"], "bob")
     assert again["home"] == alice_and_bob["alice_report"]["home"] and again["status"]["Uid"] == alice_and_bob["alice_report"]["status"]["Uid"]
     people["alice"].stop_server(timeout=120)
