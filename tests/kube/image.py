@@ -37,8 +37,16 @@ from pathlib import Path
 from labdeck.hub.local.serverenv import link_file, link_tree, portable_python, repoint_scripts
 
 ROOT = Path(__file__).resolve().parents[2]
-#: labdeck's import packages and the folders they live in (pyproject's package-dir)
-PACKAGES = ("hub", "spawner", "credentials", "runs", "emulators")
+def _package_folders() -> tuple[str, ...]:
+    """The top-level folders labdeck's import packages live in (pyproject's package-dir)."""
+    import tomllib
+
+    dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
+    return tuple(sorted({d.split("/")[0] for d in dirs}))
+
+
+#: labdeck's import packages' folders, copied into every image
+PACKAGES = _package_folders()
 STAMP = "labdeck-harness-image.json"
 #: bumped when the image's layout changes (older images are rebuilt)
 LAYOUT = "4"
