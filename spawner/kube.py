@@ -264,6 +264,10 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
 
     async def _start(self):
         url = await (self._labdeck_claim() if self._labdeck_warm() else super()._start())
+        if self._labdeck_files is not None and self.pod_id:
+            # the pod owns its Secret: deleted with the pod even when stop() never runs
+            patch = objects.secret_owner_patch(self.pod_name, self.pod_id)
+            await self.api.patch_namespaced_secret(self.labdeck_secret_name, self.namespace, patch)
         if self.wait_ready_in_start and self.server is not None:
             await readiness.wait_http(f"{url.rstrip('/')}{self.server.base_url}api", self.http_timeout, alive=self._labdeck_pod_alive)
         return url

@@ -52,6 +52,15 @@ def make_secret(name: str, namespace: str, files: dict[str, str], api_token: str
     )
 
 
+def secret_owner_patch(pod_name: str, pod_uid: str) -> k8s.V1Secret:
+    """A patch making the per-server Secret owned by its pod: the API server's garbage collector
+    deletes the Secret with the pod, also when the hub never runs ``stop()`` (a hub lost, a pod
+    deleted by hand). The reference is kubespawner's own (:func:`kubespawner.objects.make_owner_reference`)."""
+    from kubespawner.objects import make_owner_reference
+
+    return k8s.V1Secret(metadata=k8s.V1ObjectMeta(owner_references=[make_owner_reference(pod_name, pod_uid)]))
+
+
 def with_labdeck_files(pod: k8s.V1Pod, secret: str, mount_path: str, files: list[str]) -> k8s.V1Pod:
     """A copy of ``pod`` that mounts ``files`` from ``secret`` read-only and reads its token from it."""
     pod = copy.deepcopy(pod)

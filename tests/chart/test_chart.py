@@ -388,8 +388,10 @@ WARM = ["singleuser.warmPool.enabled=true"]
 def test_warm_pool_off_by_default_renders_nothing_of_it(render):
     objs = render()
     assert not [o for o in objs.of_kind("PersistentVolumeClaim") if o["metadata"]["name"].endswith("-homes")]
-    (rule,) = [r for r in objs.get("Role", "rel-labdeck-hub")["rules"] if "pods" in r["resources"]]
-    assert "patch" not in rule["verbs"]
+    rules = objs.get("Role", "rel-labdeck-hub")["rules"]
+    assert not [r for r in rules if "pods" in r["resources"] and "patch" in r["verbs"]]
+    # a server's Secret is patched (owned by its pod) in every configuration, pods never without the pool
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["patch"]} in rules
 
 
 def test_warm_pool_renders_a_kept_rwx_homes_volume_a_hub_only_claim_port_and_the_patch_right(render):
@@ -403,7 +405,8 @@ def test_warm_pool_renders_a_kept_rwx_homes_volume_a_hub_only_claim_port_and_the
     claim_rule = [r for r in netpol["spec"]["ingress"] if r["ports"] == [{"port": 8889, "protocol": "TCP"}]]
     assert len(claim_rule) == 1 and [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in claim_rule[0]["from"]] == ["hub"]
     rules = objs.get("Role", "rel-labdeck-hub")["rules"]
-    assert {"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["patch"]} in rules
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]} in rules
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["patch"]} in rules
     import yaml as _yaml
 
     secret = objs.secret_data("rel-labdeck-hub")

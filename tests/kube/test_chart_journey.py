@@ -216,6 +216,25 @@ def test_schedules_survive_a_runs_pod_restart(release, journey_facts):
     assert journey.runs_api(target, alice, "DELETE", f"/schedules/{schedule['id']}").status_code in (200, 204)
 
 
+def test_a_servers_secret_goes_with_its_pod(release, journey_facts):
+    """The per-server Secret (token, SDK files) is owned by its pod: a pod deleted behind the hub's
+    back takes its Secret with it (the garbage collector), though the hub never ran stop()."""
+    alice = journey_facts["alice"]
+    alice.start_server("orphan", timeout=180)
+    pod = next(p for p in release.pods("component%3Dsingleuser-server")
+               if p["metadata"]["annotations"].get("hub.jupyter.org/servername") == "orphan")  # fmt: skip
+    name = pod["metadata"]["name"]
+    secret_path = f"/api/v1/namespaces/{ch.NAMESPACE}/secrets/{name}-labdeck"
+    owners = release.get(secret_path)["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [("Pod", name, pod["metadata"]["uid"])]
+    release.delete_pod(name)
+    deadline = time.monotonic() + 120
+    while release.get(secret_path) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert release.get(secret_path) is None, "the Secret outlived its pod"
+    alice.api("DELETE", "/users/alice/servers/orphan", json={"remove": True})
+
+
 def test_upgrade_keeps_the_running_server(release, journey_facts):
     alice = journey_facts["alice"]
     user_pod = next(p for p in release.pods("component%3Dsingleuser-server")

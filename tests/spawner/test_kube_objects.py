@@ -236,3 +236,19 @@ def test_a_runs_server_gets_an_ephemeral_home_and_no_claim():
     for name in ("", "run-", "run-XYZ", "run-0123456789abc", "laptop", "myrun-0123456789ab"):
         assert not contract.is_run_server(name), name
 
+
+
+def test_secret_owner_patch_names_the_pod():
+    from kubernetes_asyncio.client import ApiClient
+
+    patch = objects.secret_owner_patch("jupyter-alice", "0f1e2d3c-0000-4000-8000-000000000001")
+
+    async def serialize():
+        async with ApiClient() as api:
+            return api.sanitize_for_serialization(patch)
+
+    import asyncio
+
+    assert asyncio.run(serialize()) == {"metadata": {"ownerReferences": [{
+        "apiVersion": "v1", "kind": "Pod", "name": "jupyter-alice", "uid": "0f1e2d3c-0000-4000-8000-000000000001",
+        "blockOwnerDeletion": True, "controller": False}]}}
