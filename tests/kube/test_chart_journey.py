@@ -216,6 +216,37 @@ def test_schedules_survive_a_runs_pod_restart(release, journey_facts):
     assert journey.runs_api(target, alice, "DELETE", f"/schedules/{schedule['id']}").status_code in (200, 204)
 
 
+def test_the_s3_drive_in_the_charts_server(release, journey_facts):
+    """The S3 drive's contents API (labdeck.data) in alice's pod of the chart: her grants only,
+    a notebook saved to her home lands in S3 (seen by boto3 in her kernel), bob's home refused."""
+    import nbformat
+
+    alice = journey_facts["alice"]
+
+    def drive(method, path="", **kw):
+        return requests.request(method, f"{alice.server_url()}labdeck/s3/api/contents/{path}", headers=alice.headers(), timeout=60, **kw)
+
+    root = drive("GET")
+    assert root.status_code == 200, root.text[:300]
+    assert [e["name"] for e in root.json()["content"]][0] == "home"
+    home = drive("GET", "home")
+    assert [e["name"] for e in home.json()["content"]] == ["alice"]
+    assert drive("GET", "home/bob").status_code == 403
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('saved in the chart')")])
+    r = drive("PUT", "home/alice/chart-drive/analysis.ipynb", json={"type": "notebook", "content": nb})
+    assert r.status_code == 201, r.text[:300]
+    code = (
+        "import boto3, os\n"
+        "b, home = os.environ['LABDECK_S3_HOME'][5:].split('/', 1)\n"
+        "keys = [o['Key'] for o in boto3.client('s3').list_objects_v2(Bucket=b, Prefix=home + 'chart-drive/').get('Contents', [])]\n"
+        "print(keys)"
+    )
+    out = alice.execute(code, journey_facts["kernel"], timeout=120).check().stdout
+    assert "home/alice/chart-drive/analysis.ipynb" in out, out
+    nb_in_s3 = drive("GET", "home/alice/chart-drive/analysis.ipynb").json()
+    assert nb_in_s3["content"]["cells"][0]["source"] == "print('saved in the chart')"
+
+
 def test_a_servers_secret_goes_with_its_pod(release, journey_facts):
     """The per-server Secret (token, SDK files) is owned by its pod: a pod deleted behind the hub's
     back takes its Secret with it (the garbage collector), though the hub never ran stop()."""
