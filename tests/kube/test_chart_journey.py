@@ -247,6 +247,27 @@ def test_the_s3_drive_in_the_charts_server(release, journey_facts):
     assert nb_in_s3["content"]["cells"][0]["source"] == "print('saved in the chart')"
 
 
+def test_a_clean_environment_in_the_charts_pod_gets_s3(release, journey_facts):
+    """As RStudio starts rsession: a process in alice's pod with only HOME, USER and PATH reaches her
+    S3 home through the default ~/.aws/config (credential_process reading the pod's token file from
+    the Secret), and bob's prefix stays refused."""
+    alice = journey_facts["alice"]
+    code = (
+        "import os, subprocess, sys\n"
+        "home = os.environ['LABDECK_S3_HOME']\n"
+        "bob = home.replace('/home/alice/', '/home/bob/')\n"
+        "env = {'HOME': os.path.expanduser('~'), 'USER': 'jovyan', 'PATH': os.path.dirname(sys.executable) + ':/usr/bin:/bin'}\n"
+        "def aws(*a, data=None):\n"
+        "    return subprocess.run(['aws', 's3', *a], env=env, input=data, capture_output=True, text=True, timeout=120)\n"
+        "up = aws('cp', '-', home + 'clean-env/probe.txt', data='from a clean environment')\n"
+        "back = aws('cp', home + 'clean-env/probe.txt', '-')\n"
+        "denied = aws('cp', '-', bob + 'clean-env/probe.txt', data='x')\n"
+        "print(up.returncode, back.returncode, repr(back.stdout), denied.returncode, 'AccessDenied' in denied.stderr, up.stderr[-300:])"
+    )
+    out = alice.execute(code, journey_facts["kernel"], timeout=180).check().stdout.strip()
+    assert out.startswith("0 0 'from a clean environment' 1 True"), out
+
+
 def test_a_servers_secret_goes_with_its_pod(release, journey_facts):
     """The per-server Secret (token, SDK files) is owned by its pod: a pod deleted behind the hub's
     back takes its Secret with it (the garbage collector), though the hub never ran stop()."""
