@@ -263,9 +263,11 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
         return warmpods.claim_message(argv=[*self.cmd, *self.get_args()], env=env, home=home, uid=uid, gid=uid, files=self._labdeck_files or {})
 
     async def _start(self):
-        url = await (self._labdeck_claim() if self._labdeck_warm() else super()._start())
-        if self._labdeck_files is not None and self.pod_id:
-            # the pod owns its Secret: deleted with the pod even when stop() never runs
+        warm = self._labdeck_warm()
+        url = await (self._labdeck_claim() if warm else super()._start())
+        if not warm and self._labdeck_files is not None and self.pod_id:
+            # the pod owns its Secret (a cold pod's; a warm pod gets its files at claim, no Secret):
+            # deleted with the pod even when stop() never runs
             patch = objects.secret_owner_patch(self.pod_name, self.pod_id)
             await self.api.patch_namespaced_secret(self.labdeck_secret_name, self.namespace, patch)
         if self.wait_ready_in_start and self.server is not None:
