@@ -14,6 +14,8 @@ import time
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from labdeck.hub import contract
+
 _CLIENT: AsyncHTTPClient | None = None
 
 #: what a person sees, per provider
@@ -64,6 +66,8 @@ async def issue(url: str, token: str, timeout: float, provider: str, log, log_na
             left = deadline - time.monotonic()
             if left <= 0 or not may_come_back(e):
                 log.warning("Credential request for %s failed: %s", log_name, e)
+                if isinstance(e, HTTPClientError) and e.code == 599 and left <= 0:
+                    raise RuntimeError(f"The credential broker did not answer within {timeout:g} s; contact your admin") from None
                 raise RuntimeError(f"The credential broker is unreachable ({type(e).__name__}); contact your admin") from None
             # a broker that is (re)starting refuses connections for a moment:
             # wait for it, within the timeout, instead of failing the spawn
@@ -77,3 +81,13 @@ async def issue(url: str, token: str, timeout: float, provider: str, log, log_na
         except Exception:
             reason = ""
         raise RuntimeError(f"Could not issue {LABELS.get(provider, provider)} credentials: {reason or f'HTTP {resp.code}'}")
+
+
+async def issue_all(base_url: str, token: str, timeout: float, providers: list[str], log, log_name: str) -> None:
+    """Issue every provider's credentials at once (``<base_url><provider>/credentials``); raise the first failure."""
+    base = base_url.rstrip("/") + "/"
+    calls = (issue(base + contract.BROKER_CREDENTIALS_ROUTE.format(provider=p), token, timeout, p, log, log_name) for p in providers)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
