@@ -31,7 +31,7 @@ from traitlets.config import Configurable
 
 from labdeck.hub import contract
 
-from . import brokercall, builders, profiles, progress
+from labdeck.spawner import brokercall, builders, profiles, progress
 
 
 class LabdeckSpawnerMixin(Configurable):
@@ -234,7 +234,7 @@ class LabdeckSpawnerMixin(Configurable):
 
     @default("onboarding_dirs")
     def _onboarding_dirs_default(self):
-        from .onboarding import default_onboarding_dir
+        from labdeck.spawner.onboarding import default_onboarding_dir
 
         return [default_onboarding_dir()]
 
