@@ -36,7 +36,7 @@ def remove_os_users() -> None:
     if os.geteuid() != 0 or not shutil.which("userdel"):
         return
     try:
-        from labdeck.spawner.osusers import system_username
+        from labdeck.spawner.local.accounts import system_username
     except ImportError:
         return
     for name in sorted(_PEOPLE):

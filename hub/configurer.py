@@ -171,11 +171,11 @@ def update_local_backend(c: Config, v: Values, mode: Mode) -> None:
     b = mode.backend_settings
     sp = c.LabdeckLocalProcessSpawner
     sp.homes_dir = b["homes_dir"]
-    # one OS user per person when the embedded default runs as root (labdeck.spawner.localusers)
+    # one OS user per person when the embedded default runs as root (labdeck.spawner.local.asuser)
     sp.os_users = bool(b.get("os_users"))
     if b.get("server_bin"):
         sp.server_bin = b["server_bin"]
-    # sizes (Spawner.mem_limit/cpu_limit, as on Kubernetes) enforced with a cgroup per server (labdeck.spawner.locallimits)
+    # sizes (Spawner.mem_limit/cpu_limit, as on Kubernetes) enforced with a cgroup per server (labdeck.spawner.local.limits)
     limits = b.get("limits") or {}
     sp.enforce_limits = bool(limits)
     if limits:

@@ -39,7 +39,7 @@ PROXY_HTTP_PORT = 8000
 SERVICE_PORTS = {BROKER: 8090, RUNS: 8095, VIEWER: 8096}
 #: where a user server listens inside its pod
 SINGLEUSER_PORT = 8888
-#: where a warm pod's agent waits for its one claim (labdeck.spawner.podagent; the hub only)
+#: where a warm pod's agent waits for its one claim (labdeck.spawner.kube.podagent; the hub only)
 WARM_CLAIM_PORT = 8889
 
 # ---------------------------------------------------------------- routes

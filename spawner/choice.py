@@ -18,7 +18,7 @@ from tornado import web
 from traitlets import Dict, List, default, validate
 from traitlets.config import Configurable
 
-from . import profiles
+from labdeck.spawner import profiles
 
 
 class ProfileChoiceMixin(Configurable):

@@ -1,6 +1,6 @@
 """Place labdeck's SDK wiring at the default paths in a home, never clobbering the person's own files.
 
-Runs *as the person*: locally inside ``python -m labdeck.spawner.osusers
+Runs *as the person*: locally inside ``python -m labdeck.spawner.local.accounts
 install`` (or the hub's own user when servers are not OS users), on Kubernetes
 in ``labdeck-singleuser`` before the server starts (from the Secret's
 ``home-files.json``). The spec comes from :func:`labdeck.spawner.builders.home_files`:
@@ -22,7 +22,7 @@ import stat
 
 from labdeck.hub import contract
 
-from .builders import MANAGED, RENVIRON_BEGIN, RENVIRON_END
+from labdeck.spawner.builders import MANAGED, RENVIRON_BEGIN, RENVIRON_END
 
 
 class HomeFileError(ValueError):

@@ -12,7 +12,7 @@ It reads top-down in three layers, each a small module with one job:
   grant fails the spawn with a message a person can act on; labdeck's progress
   steps are merged with the backend's (:mod:`~labdeck.spawner.progress`).
 
-No backend API is called here. Backends (``local.py``, ``kube.py``) implement
+No backend API is called here. Backends (``local/spawner.py``, ``kube/spawner.py``) implement
 one hook, ``async labdeck_write_files(files: dict[str, str]) -> None``, and set
 ``labdeck_files_dir`` (where the server sees those files). Config goes to
 ``c.LabdeckSpawnerMixin.<trait>`` whichever layer declares the trait.
@@ -27,8 +27,8 @@ import time
 
 from traitlets import Bool, Float
 
-from . import brokercall, progress
-from .wiring import ServerWiringMixin
+from labdeck.spawner import brokercall, progress
+from labdeck.spawner.wiring import ServerWiringMixin
 
 
 class LabdeckSpawnerMixin(ServerWiringMixin):

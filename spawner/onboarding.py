@@ -96,7 +96,7 @@ def singleuser_main(argv=None) -> None:
     the wasted imports; ``jupyterhub-singleuser`` itself where it is missing) with the same arguments."""
     argv = sys.argv[1:] if argv is None else argv
     prepare_home()
-    # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
+    # labdeck-server: jupyterhub-singleuser without the wasted imports (labdeck.spawner.userserver.singleuser)
     exe = next((e for e in (shutil.which(n) for n in ("labdeck-server", "jupyterhub-singleuser")) if e), None)
     exe = exe or os.path.join(os.path.dirname(sys.executable), "jupyterhub-singleuser")
     os.execv(exe, [exe, *argv])
@@ -104,7 +104,7 @@ def singleuser_main(argv=None) -> None:
 
 def prepare_home() -> None:
     """What a pod does in the home before its server starts: onboarding files, then the SDK files at their
-    default paths (``labdeck-singleuser``, and a warm pod's agent after its claim: :mod:`labdeck.spawner.podagent`)."""
+    default paths (``labdeck-singleuser``, and a warm pod's agent after its claim: :mod:`labdeck.spawner.kube.podagent`)."""
     try:
         main([])
     except OSError as e:  # a read-only or full home must not keep the server from starting
@@ -112,7 +112,7 @@ def prepare_home() -> None:
     files_dir = os.environ.get(contract.ENV_FILES_DIR, "")
     if files_dir:
         # the SDK wiring at its default paths (~/.aws/config, Google's ADC, ~/.Renviron), for RStudio and clean-env processes
-        from . import homefiles
+        from labdeck.spawner import homefiles
 
         try:
             homefiles.install_from_dir(files_dir, os.environ.get("HOME", os.getcwd()))

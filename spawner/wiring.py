@@ -19,8 +19,8 @@ from traitlets import List, Unicode, default
 
 from labdeck.hub import contract
 
-from . import builders, profiles
-from .choice import ProfileChoiceMixin
+from labdeck.spawner import builders, profiles
+from labdeck.spawner.choice import ProfileChoiceMixin
 
 
 class ServerWiringMixin(ProfileChoiceMixin):
@@ -142,7 +142,7 @@ class ServerWiringMixin(ProfileChoiceMixin):
 
     @default("onboarding_dirs")
     def _onboarding_dirs_default(self):
-        from .onboarding import default_onboarding_dir
+        from labdeck.spawner.onboarding import default_onboarding_dir
 
         return [default_onboarding_dir()]
 

@@ -9,8 +9,8 @@ from labdeck.hub.auth import LabdeckDevAuthenticator
 from labdeck.hub.oidc import LabdeckOIDCAuthenticator
 from labdeck.runs.app import RunsApp
 from labdeck.runs.viewer import ViewerApp
-from labdeck.spawner.kube import LabdeckKubeSpawner
-from labdeck.spawner.local import LabdeckLocalProcessSpawner
+from labdeck.spawner.kube.spawner import LabdeckKubeSpawner
+from labdeck.spawner.local.spawner import LabdeckLocalProcessSpawner
 from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 

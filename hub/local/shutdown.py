@@ -108,7 +108,7 @@ def remove_cgroups(settings: dict) -> None:
     limits = settings.get("limits") or {}
     if limits.get("backend") not in ("v1", "v2"):
         return
-    from labdeck.spawner import cgroups
+    from labdeck.spawner.local import cgroups
 
     try:
         cgroups.Cgroups(cgroups.detect(), limits["group"]).remove_all()

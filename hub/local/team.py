@@ -264,7 +264,7 @@ def limits_settings(env: Mapping[str, str], euid: int, state_root, detect=None) 
             raise _error(f"{LIMITS_ENV}=1 needs labdeck up to run as root (it creates one cgroup per server)")
         return {"limits_off": "labdeck up is not running as root"}
     if detect is None:
-        from labdeck.spawner.cgroups import detect
+        from labdeck.spawner.local.cgroups import detect
     avail = detect()
     if not avail.backend:
         if value in ("1", "true", "yes"):

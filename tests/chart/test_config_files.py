@@ -154,8 +154,8 @@ def test_broker_config_validates_with_broker_app(load):
 
 def test_user_pods_keep_labdecks_strict_security_context(load):
     """The chart leaves the spawner's non-root / no-escalation / seccomp default in place."""
-    from labdeck.spawner import objects
-    from labdeck.spawner.kube import LabdeckKubeSpawner
+    from labdeck.spawner.kube import objects
+    from labdeck.spawner.kube.spawner import LabdeckKubeSpawner
 
     c = load(EXAMPLE["aws-eks.yaml"], HUB)
     assert "container_security_context" not in c.KubeSpawner

@@ -43,7 +43,7 @@ def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
         assert again == bin_dir
         out = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.path.join(bin_dir, "python"), "-c",
-             "import labdeck.spawner.osusers, jupyterhub, ipykernel, soupsieve, sys; soupsieve.compile('img:not([alt])'); "
+             "import labdeck.spawner.local.accounts, jupyterhub, ipykernel, soupsieve, sys; soupsieve.compile('img:not([alt])'); "
              "print(sys.version.split()[0])"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
@@ -72,7 +72,7 @@ def test_server_env_runs_labdecks_packages_as_nobody(tmp_path):
         with open(os.path.join(moved, "jupyterhub-singleuser")) as f:
             assert f.readline().strip() == f"#!{moved}/python"
         out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", os.path.join(moved, "python"), "-c",
-                              "import labdeck.spawner.osusers, sys; print(sys.prefix)"], capture_output=True, text=True, timeout=120)  # fmt: skip
+                              "import labdeck.spawner.local.accounts, sys; print(sys.prefix)"], capture_output=True, text=True, timeout=120)  # fmt: skip
         assert out.stdout.strip() == str(root / "moved" / "server-env"), out.stderr
     finally:
         shutil.rmtree(root, ignore_errors=True)

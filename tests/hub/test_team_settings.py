@@ -141,7 +141,7 @@ def test_os_users_when_root_unless_turned_off_and_the_config_follows():
 
 
 def test_limits_when_root_with_cgroups_unless_turned_off_and_every_page_says_when_they_are_not():
-    from labdeck.spawner.cgroups import Availability
+    from labdeck.spawner.local.cgroups import Availability
 
     v1 = lambda: Availability("v1", bases={"memory": "/m", "cpu": "/c"})  # noqa: E731
     none = lambda: Availability("", "no cgroups here")  # noqa: E731

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def _enforceable() -> bool:
-    from labdeck.spawner.cgroups import detect
+    from labdeck.spawner.local.cgroups import detect
 
     return detect().backend in ("v1", "v2")
 
@@ -70,7 +70,7 @@ def bob(plat):
 
 def cgroup_dirs(pid: int) -> dict[str, str]:
     """controller → directory of ``pid``'s cgroup (v1 memory and cpu, or v2 "")."""
-    from labdeck.spawner.cgroups import CGROUP_ROOT, own_cgroups
+    from labdeck.spawner.local.cgroups import CGROUP_ROOT, own_cgroups
 
     mine = own_cgroups(open(f"/proc/{pid}/cgroup").read())
     if "memory" in mine:

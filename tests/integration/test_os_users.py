@@ -41,7 +41,7 @@ ALICE, BOB = f"alice-{SUFFIX}", f"bob-{SUFFIX}"
 
 
 def sysname(hub_name):
-    from labdeck.spawner.osusers import system_username
+    from labdeck.spawner.local.accounts import system_username
 
     return system_username(hub_name)
 

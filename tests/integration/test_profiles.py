@@ -3,7 +3,7 @@
 import pytest
 import requests
 
-from labdeck.spawner.local import local_capabilities
+from labdeck.spawner.local.spawner import local_capabilities
 from tests.helpers.required import missing
 
 pytestmark = pytest.mark.integration

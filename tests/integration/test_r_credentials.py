@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from labdeck.spawner.local import local_capabilities
+from labdeck.spawner.local.spawner import local_capabilities
 from tests.helpers.hubclient import HubClient
 from tests.helpers.platform import start_platform
 from tests.helpers.required import missing
@@ -56,7 +56,7 @@ SCRIPT = Path(__file__).with_name("r_checks.R")
 
 
 def sysname(hub_name):
-    from labdeck.spawner.osusers import system_username
+    from labdeck.spawner.local.accounts import system_username
 
     return system_username(hub_name)
 
@@ -300,7 +300,7 @@ def alice_dataset():
 
 
 def test_the_launcher_offers_no_rstudio_tile_that_cannot_start(team, alice):
-    from labdeck.spawner.launchers import runnable
+    from labdeck.spawner.userserver.launchers import runnable
 
     r = requests.get(alice.server_url() + "server-proxy/servers-info", headers=alice.headers(), timeout=30)
     assert r.status_code == 200, r.text[:200]

@@ -75,7 +75,7 @@ print(json.dumps({
 
 
 def sysname(hub_name):
-    from labdeck.spawner.osusers import system_username
+    from labdeck.spawner.local.accounts import system_username
 
     return system_username(hub_name)
 

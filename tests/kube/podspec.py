@@ -1,7 +1,7 @@
 """Pure helpers that turn a pod manifest (a plain JSON dict) into a local process launch.
 
 No API calls here: the kubelet fetches Secrets/ConfigMaps and passes their ``data`` in.
-Like kubespawner/objects.py, these take plain values and return plain values, so they are
+Like kubespawner/kube/objects.py, these take plain values and return plain values, so they are
 testable without a cluster.
 
 What a pod's container becomes:

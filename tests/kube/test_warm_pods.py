@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from labdeck.spawner import warmpods
+from labdeck.spawner.kube import warmpods
 from tests.helpers import oidc
 from tests.helpers.required import missing
 from tests.kube import chart_harness as ch

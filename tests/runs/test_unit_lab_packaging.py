@@ -19,7 +19,7 @@ def test_server_config_replaces_jupyter_schedulers_extension_with_labdecks():
         "labdeck.runs.jupyter_scheduler": True,
         "labdeck.runs.lab_shares": True,
         "labdeck.data": True,
-        "labdeck.spawner.oomwatch": True,
+        "labdeck.spawner.userserver.oomwatch": True,
         # the metadata endpoint R's gargle reads (issue 23)
         "labdeck.credentials.metadata": True,
     }

@@ -1,8 +1,9 @@
-"""labdeck.spawner.cgroups (pure builders), the warm pool's cgroup field and the OOM watch's reading."""
+"""labdeck.spawner.local.cgroups (pure builders), the warm pool's cgroup field and the OOM watch's reading."""
 
 import pytest
 
-from labdeck.spawner import cgroups, oomwatch, warmpool, zygote
+from labdeck.spawner.local import cgroups, warmpool
+from labdeck.spawner.userserver import oomwatch, zygote
 
 G = 1024**3
 

@@ -7,7 +7,7 @@ from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client import models as k8s
 from traitlets.config import Config
 
-from labdeck.spawner import objects
+from labdeck.spawner.kube import objects
 
 # sanitize_for_serialization needs no connection: skip __init__ (which wants an event loop)
 serialize = object.__new__(ApiClient).sanitize_for_serialization
@@ -108,7 +108,7 @@ def make_spawner(tmp_path, monkeypatch):
     """A LabdeckKubeSpawner with a fake user and hub; its kube client points nowhere and is never called."""
     from kubespawner import KubeSpawner
 
-    from labdeck.spawner.kube import LabdeckKubeSpawner
+    from labdeck.spawner.kube.spawner import LabdeckKubeSpawner
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)

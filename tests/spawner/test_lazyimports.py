@@ -5,7 +5,7 @@ import sys
 
 CODE = r"""
 import sys
-from labdeck.spawner import lazyimports
+from labdeck.spawner.userserver import lazyimports
 assert lazyimports.install()
 import jsonschema, jupyter_events  # what every jupyter-server imports
 real = [m for m in sys.modules if m.startswith(("rfc3987_syntax.", "lark"))]

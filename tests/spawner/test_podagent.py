@@ -1,7 +1,7 @@
 """The warm pod agent as a real process under a warm pod's security context (``setpriv``: uid 0 with
 only SETUID/SETGID, no_new_privs), claimed over real HTTP: one claim, one person, nothing else.
 
-What a container runtime does with :func:`labdeck.spawner.warmpods.security_context` is what
+What a container runtime does with :func:`labdeck.spawner.kube.warmpods.security_context` is what
 ``setpriv`` does here (the bounding set, no inheritable or ambient capabilities, no_new_privs),
 so these run as root on Linux and skip elsewhere. The claimed command is a probe program (an
 exec'd ``cmd``) that reports its own credentials, capabilities, home and environment and tries
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from labdeck.spawner import warmpods
+from labdeck.spawner.kube import warmpods
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
@@ -99,7 +99,7 @@ def pod():
     log = open(root / "agent.log", "wb")
     env = {"PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin", "LANG": "C.UTF-8", "HOSTNAME": "warm-test"}
     proc = subprocess.Popen(
-        [*SETPRIV, sys.executable, "-m", "labdeck.spawner.podagent", "--bind=127.0.0.1", f"--claim-port={port}",
+        [*SETPRIV, sys.executable, "-m", "labdeck.spawner.kube.podagent", "--bind=127.0.0.1", f"--claim-port={port}",
          f"--homes={homes}", f"--files-dir={files}", f"--key-file={keyfile}", "--min-uid=1000"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/",
     )  # fmt: skip
@@ -264,7 +264,7 @@ def test_an_agent_never_serves_in_a_pod_that_was_claimed(pod):
     assert post(pod, claim_for(pod)).text == "OK"
     report(pod)
     r = subprocess.run(
-        [*SETPRIV, sys.executable, "-m", "labdeck.spawner.podagent", "--bind=127.0.0.1", f"--claim-port={free_port()}",
+        [*SETPRIV, sys.executable, "-m", "labdeck.spawner.kube.podagent", "--bind=127.0.0.1", f"--claim-port={free_port()}",
          f"--homes={pod.homes}", f"--files-dir={pod.files}", f"--key-file={pod.keyfile}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -90,7 +90,7 @@ def test_options_from_form_keeps_unknown_fields_so_they_are_rejected():
 
 @pytest.mark.parametrize("trait, value, message", [("profiles", [{"slug": "X"}], "profiles[0]"), ("sizes", [{"slug": "s", "cpu": 1}], "sizes[0]")])
 def test_spawner_traits_validate_profiles_and_sizes(trait, value, message):
-    from labdeck.spawner.local import LabdeckLocalProcessSpawner
+    from labdeck.spawner.local.spawner import LabdeckLocalProcessSpawner
 
     with pytest.raises(Exception) as e:
         LabdeckLocalProcessSpawner(**{trait: value})

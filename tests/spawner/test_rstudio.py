@@ -94,7 +94,7 @@ def test_rsession_environment_names_r_only(fake_rserver, monkeypatch):
 def test_local_launcher_hides_rstudio_without_rserver(tmp_path, monkeypatch):
     from jupyter_server_proxy.config import ServerProcess
 
-    from labdeck.spawner import launchers
+    from labdeck.spawner.userserver import launchers
 
     monkeypatch.setattr(launchers, "NEEDS", {"rstudio": ("rserver", (str(tmp_path / "nowhere"),))})
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -110,7 +110,7 @@ def test_local_launcher_hides_rstudio_without_rserver(tmp_path, monkeypatch):
 def test_install_filters_the_entry_points_jupyter_server_proxy_loads(monkeypatch, tmp_path):
     import jupyter_server_proxy
 
-    from labdeck.spawner import launchers
+    from labdeck.spawner.userserver import launchers
 
     monkeypatch.setattr(jupyter_server_proxy, "get_entrypoint_server_processes", jupyter_server_proxy.get_entrypoint_server_processes)
     monkeypatch.setattr(launchers, "NEEDS", {"rstudio": ("rserver", (str(tmp_path / "nowhere"),))})

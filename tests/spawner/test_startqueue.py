@@ -2,7 +2,7 @@
 
 import asyncio
 
-from labdeck.spawner.startqueue import StartQueue
+from labdeck.spawner.local.startqueue import StartQueue
 
 
 async def until(condition, turns: int = 1000):

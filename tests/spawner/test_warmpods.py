@@ -1,10 +1,10 @@
-"""Warm pods' pure builders (labdeck.spawner.warmpods), compared as whole dicts like kubespawner's test_objects."""
+"""Warm pods' pure builders (labdeck.spawner.kube.warmpods), compared as whole dicts like kubespawner's test_objects."""
 
 from __future__ import annotations
 
 import pytest
 
-from labdeck.spawner import warmpods
+from labdeck.spawner.kube import warmpods
 
 RECIPE = warmpods.Recipe(image="ghcr.io/labdeck/singleuser:1.0", cpu_limit=1.0, mem_limit=2 * 2**30, mem_guarantee=2**30)
 LABELS = {"app.kubernetes.io/name": "labdeck", "app.kubernetes.io/instance": "rel", "app.kubernetes.io/managed-by": "kubespawner"}
@@ -27,7 +27,7 @@ def test_pool_pod_has_nothing_personal_and_only_setuid_setgid():
                 "name": "notebook",
                 "image": "ghcr.io/labdeck/singleuser:1.0",
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["python", "-m", "labdeck.spawner.podagent", "--bind=0.0.0.0", "--claim-port=8889", "--homes=/home",
+                "command": ["python", "-m", "labdeck.spawner.kube.podagent", "--bind=0.0.0.0", "--claim-port=8889", "--homes=/home",
                             "--files-dir=/etc/labdeck", "--key-file=/var/run/labdeck-warm/claim-key", "--min-uid=1000"],
                 "env": [{"name": "LANG", "value": "C.UTF-8"}],
                 "ports": [{"name": "notebook-port", "containerPort": 8888}, {"name": "warm-claim", "containerPort": 8889}],

@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from labdeck.spawner import readiness, warmpool, zygote
+from labdeck.spawner import readiness
+from labdeck.spawner.local import warmpool
+from labdeck.spawner.userserver import zygote
 
 BIN = os.path.dirname(sys.executable)
 CMD = [os.path.join(BIN, "labdeck-server")]
@@ -239,7 +241,7 @@ def test_what_imports_did_to_the_environment_is_redone_for_the_person(tmp_path):
 
     code = (
         "import json, os\n"
-        "from labdeck.spawner import zygote\n"
+        "from labdeck.spawner.userserver import zygote\n"
         "before = dict(os.environ)\n"
         "os.environ['SET_BY_IMPORT'] = 'quiet'; os.environ.pop('GONE_AT_IMPORT')\n"  # what nbdime-like imports do
         "zygote.record_import_env_changes(before)\n"

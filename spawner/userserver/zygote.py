@@ -1,9 +1,9 @@
 """The warm pool's zygote: a process that has imported a user server but belongs to nobody.
 
-Started by :mod:`labdeck.spawner.warmpool` as ``python -P -s -m
-labdeck.spawner.zygote --control-fd N`` with an environment that holds nothing
+Started by :mod:`labdeck.spawner.local.warmpool` as ``python -P -s -m
+labdeck.spawner.userserver.zygote --control-fd N`` with an environment that holds nothing
 personal. It imports what ``jupyterhub-singleuser`` imports
-(:data:`labdeck.spawner.server.PREIMPORTS`), freezes the heap for cheap
+(:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`), freezes the heap for cheap
 copy-on-write forks and then serves the hub over the control socket:
 
 - the hub sends ``F`` with one end of a fresh socket pair (``SCM_RIGHTS``);
@@ -14,7 +14,7 @@ copy-on-write forks and then serves the hub over the control socket:
   (:func:`encode_identity`): argv, environment, working directory, and for
   OS users uid/gid/groups, for limits the cgroups to join. It joins them, drops to the uid, enters the directory, replaces
   its whole environment, answers ``OK`` and runs the server
-  (:func:`labdeck.spawner.server.run`) in the same process - the same code a
+  (:func:`labdeck.spawner.userserver.singleuser.run`) in the same process - the same code a
   cold start execs. If the hub goes away first (EOF) it exits.
 - the zygote reaps its children (``SIGCHLD``), so the hub's ``kill(pid, 0)``
   poll sees a stopped server as gone; it exits when the control socket closes.
@@ -36,7 +36,7 @@ import sys
 
 #: identity keys a claim may carry
 IDENTITY_KEYS = {"argv", "env", "cwd", "uid", "gid", "groups", "umask", "sys_path0", "cgroup_procs"}
-#: where a claim may ask a member to join its cgroups (labdeck.spawner.cgroups)
+#: where a claim may ask a member to join its cgroups (labdeck.spawner.local.cgroups)
 CGROUP_ROOT = "/sys/fs/cgroup/"
 MAX_MESSAGE = 1 << 20
 
@@ -189,7 +189,7 @@ def _child(channel: socket.socket) -> int:
         return 1
     channel.sendall(b"OK")
     channel.close()
-    from .server import run
+    from labdeck.spawner.userserver.singleuser import run
 
     return run(identity["argv"])
 
@@ -251,11 +251,11 @@ def main(argv=None) -> None:
     ap.add_argument("--control-fd", type=int, required=True)
     args = ap.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
-    from . import lazyimports, server
+    from labdeck.spawner.userserver import lazyimports, singleuser
 
     lazyimports.install()
     before = dict(os.environ)
-    server.preimport()
+    singleuser.preimport()
     record_import_env_changes(before)
     gc.collect()
     gc.freeze()  # keep the imported heap shared between children (copy-on-write)

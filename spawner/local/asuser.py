@@ -1,4 +1,4 @@
-"""``OSUsersMixin``: the local spawner runs each person's server as their own OS user (see :mod:`labdeck.spawner.osusers`).
+"""``OSUsersMixin``: the local spawner runs each person's server as their own OS user (see :mod:`labdeck.spawner.local.accounts`).
 
 Off (the default, and whenever the hub is not root): servers run as the hub's
 own user, as ``SimpleLocalProcessSpawner`` does. On (``os_users``, set by
@@ -18,7 +18,7 @@ import sys
 from traitlets import Bool, Unicode, default
 from traitlets.config import Configurable
 
-from . import osusers
+from labdeck.spawner.local import accounts
 
 
 class OSUsersMixin(Configurable):
@@ -58,18 +58,18 @@ class OSUsersMixin(Configurable):
     def _server_bin_default(self):
         return os.path.dirname(sys.executable)
 
-    _labdeck_account: osusers.Account | None = None
+    _labdeck_account: accounts.Account | None = None
 
-    def labdeck_account(self) -> osusers.Account:
+    def labdeck_account(self) -> accounts.Account:
         """The person's account (created the first time, re-homed after the state directory moved). Root only."""
         if self._labdeck_account is None or self._labdeck_account.hub_name != self.user.name:
-            self._labdeck_account = osusers.ensure_account(self.user.name, self.home_dir, log=self.log)
+            self._labdeck_account = accounts.ensure_account(self.user.name, self.home_dir, log=self.log)
         return self._labdeck_account
 
     def make_preexec_fn(self, name):
         if not self.os_users:
             return super().make_preexec_fn(name)
-        return osusers.preexec(self.labdeck_account())
+        return accounts.preexec(self.labdeck_account())
 
     def warm_ids(self):
         if not self.os_users:
@@ -77,15 +77,15 @@ class OSUsersMixin(Configurable):
         return self.labdeck_account().ids
 
     def warm_umask(self):
-        # what osusers.preexec sets for a cold start; a warm-pool claim must get the same
+        # what accounts.preexec sets for a cold start; a warm-pool claim must get the same
         if not self.os_users:
             return super().warm_umask() if hasattr(super(), "warm_umask") else None
-        return osusers.UMASK
+        return accounts.UMASK
 
     def user_env(self, env):
         env = super().user_env(env)
         if self.os_users:
-            env.update(osusers.user_env(self.labdeck_account()))
+            env.update(accounts.user_env(self.labdeck_account()))
             env["PATH"] = os.pathsep.join([self.server_bin, "/usr/local/bin", "/usr/bin", "/bin"])
         return env
 
@@ -94,12 +94,12 @@ class OSUsersMixin(Configurable):
 
         def prepare():
             account = self.labdeck_account()
-            osusers.ensure_home(account)
+            accounts.ensure_home(account)
             return account
 
         try:
             await asyncio.to_thread(prepare)
-        except osusers.AccountRefused as e:
+        except accounts.AccountRefused as e:
             # the admin's log line says what to run; the person's page says to ask (no traceback, no "Unhandled error")
             self.log.error("Cannot start %s's server: %s", self.user.name, e.admin_message)
             from jupyterhub.spawner import SpawnException
@@ -116,7 +116,7 @@ class OSUsersMixin(Configurable):
             "files": files,
             "onboarding_dirs": list(self.onboarding_dirs),
         }
-        argv = [os.path.join(self.server_bin, "python"), "-m", "labdeck.spawner.osusers", "install"]
-        result = await asyncio.to_thread(osusers.run_as, self.labdeck_account(), argv, payload)
+        argv = [os.path.join(self.server_bin, "python"), "-m", "labdeck.spawner.local.accounts", "install"]
+        result = await asyncio.to_thread(accounts.run_as, self.labdeck_account(), argv, payload)
         if result.get("copied"):
             self.log.info("Onboarding files for %s: %s", self.user.name, ", ".join(result["copied"]))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from labdeck.hub import contract
-from .cgroups import CGROUP_ROOT, own_cgroups, parse_oom_kills
+from labdeck.spawner.local.cgroups import CGROUP_ROOT, own_cgroups, parse_oom_kills
 
 CHECK_EVERY_MS = 2000
 #: a v1 "no limit" is a page-rounded 2**63-1; anything above this is unlimited
@@ -78,7 +78,7 @@ class OOMWatch:
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "labdeck.spawner.oomwatch"}]
+    return [{"module": "labdeck.spawner.userserver.oomwatch"}]
 
 
 def _load_jupyter_server_extension(serverapp):

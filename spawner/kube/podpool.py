@@ -1,8 +1,8 @@
 """The hub's pool of warm pods (``singleuser.warmPool``): kept full ahead of demand, claimed at spawn.
 
-One :class:`WarmPodPool` per recipe (image and resources, :class:`labdeck.spawner.warmpods.Recipe`)
+One :class:`WarmPodPool` per recipe (image and resources, :class:`labdeck.spawner.kube.warmpods.Recipe`)
 and namespace, shared by every spawner of the hub process (:func:`pool_for`), like the local
-warm pool (:mod:`labdeck.spawner.warmpool`). Its loop, once a second (and right after a claim):
+warm pool (:mod:`labdeck.spawner.local.warmpool`). Its loop, once a second (and right after a claim):
 
 - lists the pool's free pods (labels ``labdeck.dev/warm-pool=<recipe>``, ``labdeck.dev/warm=ready``),
   deletes those that ended, and creates new ones up to ``size``: for each, a Secret holding a
@@ -36,9 +36,9 @@ from kubernetes_asyncio.client.rest import ApiException
 
 from labdeck.hub import contract
 
-from . import warmpods
+from labdeck.spawner.kube import warmpods
 
-log = logging.getLogger("labdeck.kubepool")
+log = logging.getLogger("labdeck.podpool")
 
 #: seconds between two passes of the pool loop
 INTERVAL = 1.0

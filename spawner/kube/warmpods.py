@@ -3,7 +3,7 @@
 A warm pod is a user pod started ahead of demand that belongs to nobody. Its
 volumes are fixed at creation, so nothing in it may depend on the person:
 
-- it runs :mod:`labdeck.spawner.podagent` as uid 0 with **only** ``SETUID`` and
+- it runs :mod:`labdeck.spawner.kube.podagent` as uid 0 with **only** ``SETUID`` and
   ``SETGID`` (every other capability dropped, ``allowPrivilegeEscalation: false``
   = ``no_new_privs``, no ``fsGroup``, no supplemental groups), which imports the
   server once and waits for one claim on :data:`labdeck.hub.contract.WARM_CLAIM_PORT`;
@@ -161,7 +161,7 @@ def make_pool_pod(
         The address the agent and, after the claim, the server listen on (the pod's).
     """
     agent = [
-        "python", "-m", "labdeck.spawner.podagent",
+        "python", "-m", "labdeck.spawner.kube.podagent",
         f"--bind={bind}", f"--claim-port={contract.WARM_CLAIM_PORT}",
         f"--homes={contract.KUBE_WARM_HOMES}", f"--files-dir={FILES_DIR}", f"--key-file={KEY_FILE}",
         f"--min-uid={min_uid}",

@@ -14,7 +14,7 @@ Requirements, as in ``jupyterhub/slugs.py``:
 - **home 0700**, owned by the account; the parent (``homes/``) stays root's.
 - **the hub never writes into a home as root**: files a server needs and the
   onboarding files are written by :func:`install_main` running *as the user*
-  (``python -m labdeck.spawner.osusers install``), so a symlink the person put
+  (``python -m labdeck.spawner.local.accounts install``), so a symlink the person put
   in their home can never redirect a root write.
 
 Pure parts: :func:`system_username`, :func:`account_comment`. Privileged parts
@@ -246,7 +246,7 @@ def run_as(account: Account, argv: list[str], payload: dict, env: dict | None = 
 def install(payload: dict) -> dict:
     """Runs as the person: write labdeck's files (0600 in a 0700 dir), copy missing onboarding files, and
     place the SDK wiring at its default paths in the home (:mod:`labdeck.spawner.homefiles`)."""
-    from . import onboarding
+    from labdeck.spawner import onboarding
 
     files_dir = payload["files_dir"]
     os.makedirs(files_dir, mode=0o700, exist_ok=True)
@@ -263,7 +263,7 @@ def install(payload: dict) -> dict:
     copied = []
     if payload.get("onboarding_dirs") is not None:
         copied = onboarding.copy_missing(payload["onboarding_dirs"], payload["home"])
-    from . import homefiles
+    from labdeck.spawner import homefiles
 
     placed = homefiles.install_from_dir(files_dir, payload["home"])
     return {"copied": list(copied), "home_files": placed}
@@ -272,10 +272,10 @@ def install(payload: dict) -> dict:
 def install_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv != ["install"]:
-        print("usage: python -m labdeck.spawner.osusers install < payload.json", file=sys.stderr)
+        print("usage: python -m labdeck.spawner.local.accounts install < payload.json", file=sys.stderr)
         return 2
     if os.geteuid() == 0:
-        print("labdeck.spawner.osusers install must run as the person, not root", file=sys.stderr)
+        print("labdeck.spawner.local.accounts install must run as the person, not root", file=sys.stderr)
         return 1
     print(json.dumps(install(json.load(sys.stdin))))
     return 0

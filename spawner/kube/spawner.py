@@ -1,6 +1,6 @@
 """labdeck's spawner for Kubernetes: KubeSpawner with the same mixin.
 
-What it adds to KubeSpawner, all through :mod:`labdeck.spawner.objects`:
+What it adds to KubeSpawner, all through :mod:`labdeck.spawner.kube.objects`:
 a per-server Secret with labdeck's SDK config files (mounted read-only at
 ``/etc/labdeck``) and the server's API token (referenced by ``secretKeyRef``,
 so the token is not in the pod spec); profile → image/resources/node
@@ -19,8 +19,9 @@ from traitlets import Bool, Integer, Unicode, default
 
 from labdeck.hub import contract
 
-from . import kubepool, objects, onboarding, profiles, readiness, warmpods
-from .mixin import LabdeckSpawnerMixin
+from labdeck.spawner.kube import podpool, objects, warmpods
+from labdeck.spawner import onboarding, profiles, readiness
+from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 
 class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
@@ -202,8 +203,8 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
             recipe = self._labdeck_default_recipe()
             self._labdeck_pool(recipe, self.warm_pool_size)
 
-    def _labdeck_pool(self, recipe: warmpods.Recipe, size: int) -> kubepool.WarmPodPool:
-        return kubepool.pool_for(
+    def _labdeck_pool(self, recipe: warmpods.Recipe, size: int) -> podpool.WarmPodPool:
+        return podpool.pool_for(
             self.api, self.namespace, recipe, size, self._labdeck_pool_template(recipe), self.warm_pod_prefix,
             logger=self.log, owner_secret=self.warm_owner_secret,
         )  # fmt: skip
@@ -292,7 +293,7 @@ class LabdeckKubeSpawner(LabdeckSpawnerMixin, KubeSpawner):
         annotations = self._build_common_annotations(self._expand_all(self.extra_annotations))
         try:
             name, ip, warm = await pool.claim(message, labels, annotations, timeout=self.start_timeout, on_event=lambda m: self._progress(40, m))
-        except kubepool.WarmClaimError as e:
+        except podpool.WarmClaimError as e:
             raise RuntimeError(f"Could not start a server: {e}") from None
         self.pod_name = name
         self.dns_name = self.dns_name_template.format(namespace=self.namespace, name=name)

@@ -8,7 +8,7 @@ environment gets its own pool or, when the pool cannot reproduce what a cold
 start would run (a wrapper command, ``shell_cmd``, ``popen_kwargs``), a cold
 start. A pool is:
 
-- a **zygote** (:mod:`labdeck.spawner.zygote`), started with an environment
+- a **zygote** (:mod:`labdeck.spawner.userserver.zygote`), started with an environment
   holding nothing personal, that has imported jupyter-server, JupyterLab and
   jupyterhub-singleuser once;
 - up to ``size`` **members**: children forked from it ahead of demand, each
@@ -40,7 +40,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 
-from . import zygote
+from labdeck.spawner.userserver import zygote
 
 #: environment variables read at *import* time by what the zygote imports
 #: (found by grepping module-level ``os.environ``/``os.getenv`` in jupyterhub,
@@ -119,7 +119,7 @@ def identity_for(cmd, args, env: dict, cwd: str, ids=None, umask=None, cgroup_pr
     ``ids`` is ``(uid, gid, groups)`` when the server runs as the person's OS
     user (the cold start's ``preexec_fn`` drops to the same), ``umask`` what
     that ``preexec_fn`` sets, ``cgroup_procs`` the ``cgroup.procs`` files it
-    joins (the server's size as a limit, :mod:`labdeck.spawner.locallimits`).
+    joins (the server's size as a limit, :mod:`labdeck.spawner.local.limits`).
     """
     identity = {"argv": [*cmd[1:], *args], "env": dict(env), "cwd": cwd, "sys_path0": os.path.dirname(cmd[0])}
     if ids is not None:
@@ -188,7 +188,7 @@ class WarmPool:
         argv = [self.recipe.python, "-P"]
         if sys.prefix == sys.base_prefix:
             argv.append("-s")  # no hub user's site-packages in other people's servers
-        argv += ["-m", "labdeck.spawner.zygote", "--control-fd", str(zyg_end.fileno())]
+        argv += ["-m", "labdeck.spawner.userserver.zygote", "--control-fd", str(zyg_end.fileno())]
         try:
             self.proc = subprocess.Popen(
                 argv, env=env, cwd="/", stdin=subprocess.DEVNULL, pass_fds=[zyg_end.fileno()], start_new_session=True,

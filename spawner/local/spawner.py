@@ -15,11 +15,11 @@ from pathlib import Path
 from traitlets import Unicode, default
 
 from labdeck.hub import contract
-from . import homefiles, onboarding
-from .fastlocal import FastLocalProcessSpawner
-from .locallimits import LimitsMixin
-from .localusers import OSUsersMixin
-from .mixin import LabdeckSpawnerMixin
+from labdeck.spawner import homefiles, onboarding
+from labdeck.spawner.local.process import FastLocalProcessSpawner
+from labdeck.spawner.local.limits import LimitsMixin
+from labdeck.spawner.local.asuser import OSUsersMixin
+from labdeck.spawner.mixin import LabdeckSpawnerMixin
 
 
 def local_capabilities() -> dict[str, str]:
@@ -44,7 +44,7 @@ def local_capabilities() -> dict[str, str]:
 
 
 class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin, FastLocalProcessSpawner):
-    """A local-process user server with labdeck's credential wiring (limits: locallimits; start queue, warm pool: fastlocal)."""
+    """A local-process user server with labdeck's credential wiring (limits: .limits; start queue, warm pool: .process)."""
 
     homes_dir = Unicode(
         config=True,
@@ -71,7 +71,7 @@ class LabdeckLocalProcessSpawner(LabdeckSpawnerMixin, LimitsMixin, OSUsersMixin,
 
     @default("cmd")
     def _cmd_default(self):
-        # jupyterhub-singleuser without the wasted imports (labdeck.spawner.server)
+        # jupyterhub-singleuser without the wasted imports (labdeck.spawner.userserver.singleuser)
         return [os.path.join(self.server_bin, "labdeck-server")]
 
     @default("default_url")

@@ -1,9 +1,9 @@
 """``FastLocalProcessSpawner``: JupyterHub's local process spawner with three things taken out of the wait.
 
-1. a **bounded start queue** (:mod:`labdeck.spawner.startqueue`): at most
+1. a **bounded start queue** (:mod:`labdeck.spawner.local.startqueue`): at most
    ``start_concurrency`` servers start at once, the others wait in order and
    see "Waiting for a free slot: N ahead";
-2. a **warm pool** (:mod:`labdeck.spawner.warmpool`): the server is a member
+2. a **warm pool** (:mod:`labdeck.spawner.local.warmpool`): the server is a member
    forked from a zygote that imported everything already, given the person's
    identity only now; a cold ``Popen`` (exactly as LocalProcessSpawner) when
    the pool is off, empty of a zygote, or cannot reproduce the command;
@@ -26,8 +26,9 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
 from traitlets import Bool, Integer, default
 
-from . import readiness, warmpool
-from .startqueue import StartQueue
+from labdeck.spawner import readiness
+from labdeck.spawner.local import warmpool
+from labdeck.spawner.local.startqueue import StartQueue
 
 _QUEUES: dict[int, StartQueue] = {}
 

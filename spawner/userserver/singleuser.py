@@ -1,7 +1,7 @@
 """What runs inside a user-server process: ``jupyterhub-singleuser`` without the wasted imports.
 
 ``labdeck-server [ARGS]`` is ``jupyterhub-singleuser [ARGS]`` with
-:mod:`labdeck.spawner.lazyimports` installed first; the local spawner's cold
+:mod:`labdeck.spawner.userserver.lazyimports` installed first; the local spawner's cold
 start runs it and the warm pool's zygote calls :func:`run` in each child.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from . import lazyimports
+from labdeck.spawner.userserver import lazyimports
 
 #: what a server imports before it knows whose it is (the zygote imports these
 #: once; a cold start imports them as it goes). Missing optional ones are skipped.
@@ -52,7 +52,7 @@ def preimport(names=PREIMPORTS) -> list[str]:
 def run(argv: list[str]) -> int:
     """Run jupyterhub-singleuser with ``argv`` (without the program name) in this process."""
     lazyimports.install()
-    from . import launchers
+    from labdeck.spawner.userserver import launchers
 
     launchers.install()  # no RStudio tile where rserver is missing
     from jupyterhub.singleuser import main as singleuser_main

@@ -11,7 +11,7 @@ uses. :func:`install` puts a finder in front of ``sys.meta_path`` that serves
 the real package - still installed, unchanged - is imported on the first call,
 so ``iri`` validation gives the same answers as without labdeck.
 
-Only the user-server launcher (:mod:`labdeck.spawner.server`) and the warm
+Only the user-server launcher (:mod:`labdeck.spawner.userserver.singleuser`) and the warm
 pool's zygote install it; the hub, kernels and tools import as usual.
 
 Requirements: nothing changes for a program that never validates an IRI;
@@ -47,7 +47,7 @@ def _real():
 
 
 def _stand_in() -> types.ModuleType:
-    mod = types.ModuleType(LAZY, "labdeck's lazy stand-in for rfc3987_syntax (see labdeck.spawner.lazyimports)")
+    mod = types.ModuleType(LAZY, "labdeck's lazy stand-in for rfc3987_syntax (see labdeck.spawner.userserver.lazyimports)")
     mod.__labdeck_lazy__ = True
 
     def is_valid_syntax(term, value):

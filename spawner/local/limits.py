@@ -1,4 +1,4 @@
-"""``LimitsMixin``: a local server's size is a limit - its cgroup (see :mod:`labdeck.spawner.cgroups`).
+"""``LimitsMixin``: a local server's size is a limit - its cgroup (see :mod:`labdeck.spawner.local.cgroups`).
 
 Off unless ``enforce_limits`` (``labdeck up`` turns it on when it runs as
 root and the machine has cgroups; otherwise its banner and every page say
@@ -19,7 +19,7 @@ import subprocess
 from traitlets import Bool, Unicode
 from traitlets.config import Configurable
 
-from . import cgroups
+from labdeck.spawner.local import cgroups
 
 
 class LimitsMixin(Configurable):

@@ -1,6 +1,6 @@
 """A warm pod's agent: imports a user server ahead of demand, then becomes one person's server, once.
 
-Runs as the first process of a warm pod (:func:`labdeck.spawner.warmpods.make_pool_pod`),
+Runs as the first process of a warm pod (:func:`labdeck.spawner.kube.warmpods.make_pool_pod`),
 as uid 0 holding only ``CAP_SETUID`` and ``CAP_SETGID`` under ``no_new_privs``: it can
 change its uid, and nothing else root can do (no ``DAC_OVERRIDE``: it cannot read
 a home that is not its own; no ``CHOWN``/``FOWNER``: it cannot take one over).
@@ -10,11 +10,11 @@ a home that is not its own; no ``CHOWN``/``FOWNER``: it cannot take one over).
    the root is its own and refuses to serve otherwise), that the pod was never
    claimed (labdeck's files directory is empty), reads its claim key (a file
    only uid 0 may read) and imports what ``jupyterhub-singleuser`` imports
-   (:data:`labdeck.spawner.server.PREIMPORTS`).
+   (:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`).
 2. It serves ``GET /ready`` and ``POST /claim`` on the claim port, **one request at
    a time** (each with a 5 s socket timeout). A claim must carry the key of *this*
    pod (``Authorization: Bearer``, compared in constant time) and a well-formed
-   message (:func:`labdeck.spawner.warmpods.check_claim`); a wrong key (403) or a
+   message (:func:`labdeck.spawner.kube.warmpods.check_claim`); a wrong key (403) or a
    bad message (400) changes nothing and the pod stays free.
 3. The first good claim closes the listener (a second claim finds nothing to talk
    to), sets ``no_new_privs`` itself, drops to the person's gid with no
@@ -44,7 +44,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit, urlunsplit
 
-from . import warmpods
+from labdeck.spawner.kube import warmpods
 
 MAX_BODY = 1 << 20
 #: commands the agent runs in its own process (what it imported); others are exec'd
@@ -120,7 +120,7 @@ def drop(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
         raise PermissionError("could not drop to the person's uid")
-    from .zygote import _set_dumpable
+    from labdeck.spawner.userserver.zygote import _set_dumpable
 
     _set_dumpable()  # what an exec as the person would leave: their own process is theirs to inspect
 
@@ -147,7 +147,7 @@ def become(msg: dict, *, files_dir: str, bind: str) -> None:
     drop(msg["uid"], msg["gid"])
     os.umask(msg["umask"])
     enter_home(msg["home"], msg["uid"])
-    from .zygote import IMPORT_ENV_CHANGES
+    from labdeck.spawner.userserver.zygote import IMPORT_ENV_CHANGES
 
     env = {**os.environ, **msg["env"], "HOME": msg["home"]}
     for key, value in IMPORT_ENV_CHANGES.items():  # what the imports did to a cold server's environment
@@ -245,10 +245,11 @@ def run_claimed(msg: dict) -> int:
     """The person's server: in this process for labdeck's command (what was imported), else exec."""
     argv = msg["argv"]
     if os.path.basename(argv[0]) in IN_PROCESS:
-        from . import onboarding, server
+        from labdeck.spawner import onboarding
+        from labdeck.spawner.userserver import singleuser
 
         onboarding.prepare_home()  # what labdeck-singleuser does before it execs the server
-        return server.run(argv[1:])
+        return singleuser.run(argv[1:])
     os.execvp(argv[0], argv)
     return 1
 
@@ -266,12 +267,12 @@ def main(argv=None) -> int:
     check_unused(args.files_dir)
     with open(args.key_file) as f:
         key = f.read().strip()
-    from . import lazyimports, server
-    from .zygote import record_import_env_changes
+    from labdeck.spawner.userserver import lazyimports, singleuser
+    from labdeck.spawner.userserver.zygote import record_import_env_changes
 
     lazyimports.install()
     before = dict(os.environ)
-    server.preimport()
+    singleuser.preimport()
     record_import_env_changes(before)
     os.environ.clear()
     os.environ.update(before)  # the imports' changes are applied to the person's environment at claim
