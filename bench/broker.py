@@ -1,6 +1,6 @@
 """Credential broker latency and single-flight, on loopback against the real embedded default.
 
-    python bench/broker.py [--requests 1000] [--fresh-users 200] [--storm 40] [--concurrent 50] [--out bench/results]
+Usage: ``python bench/broker.py [--requests 1000] [--fresh-users 200] [--storm 40] [--concurrent 50] [--out bench/results]``
 
 - cached: p50/p99 of N sequential ``aws/credentials`` calls by one user (cache hits);
 - fresh: p50/p99 of first calls by distinct users, one after another (each a cache
