@@ -23,13 +23,13 @@ LABEXT_DATA := $(VENV)/share/jupyter/labextensions/@labdeck/data/package.json
 deps: $(STAMP) $(CHP) $(LABEXT) $(LABEXT_DATA)
 
 # labdeck's prebuilt JupyterLab extension (share dialog, Shares panel); the build is cached in ~/.cache/labdeck
-$(LABEXT): $(STAMP) runs/labextension/build.sh runs/labextension/package.json runs/labextension/package-lock.json $(wildcard runs/labextension/src/*.js runs/labextension/style/*.css)
-	runs/labextension/build.sh $(VENV)
+$(LABEXT): $(STAMP) images/singleuser/build-labextension.sh runs/labextension/package.json runs/labextension/package-lock.json $(wildcard runs/labextension/src/*.js runs/labextension/style/*.css)
+	images/singleuser/build-labextension.sh runs/labextension $(VENV)
 	touch $@
 
 # labdeck's data extension (S3 drive, BigQuery panel); built and cached the same way (~/.cache/labdeck)
-$(LABEXT_DATA): $(STAMP) data/labextension/build.sh data/labextension/package.json data/labextension/package-lock.json $(wildcard data/labextension/src/*.js data/labextension/style/*.css)
-	data/labextension/build.sh $(VENV)
+$(LABEXT_DATA): $(STAMP) images/singleuser/build-labextension.sh data/labextension/package.json data/labextension/package-lock.json $(wildcard data/labextension/src/*.js data/labextension/style/*.css)
+	images/singleuser/build-labextension.sh data/labextension $(VENV)
 	touch $@
 
 $(STAMP): pyproject.toml images/hub/requirements.txt images/singleuser/requirements.txt images/singleuser/overrides.json images/singleuser/jupyter_server_config.d/labdeck.json

@@ -244,10 +244,13 @@ def test_people_claiming_at_the_same_moment_get_one_server_each(platforms):
         t.start()
     for t in threads:
         t.join(180)
-    assert not errors
+    assert not errors, "\n".join(errors) + "\n" + _hub_log(plat)[-6000:]
     seen = {}
     for c in clients:
-        r = _probe(c)
+        try:
+            r = _probe(c)
+        except Exception as e:  # say why the server went away, not only that the socket did
+            raise AssertionError(f"{c.name}: {e!r}\n{_hub_log(plat)[-8000:]}") from e
         assert r["env"]["JUPYTERHUB_USER"] == c.name and r["uid"] == pwd.getpwnam(sysname(c.name)).pw_uid
         seen[r["server_pid"]] = c.name
     assert len(seen) == len(CROWD)

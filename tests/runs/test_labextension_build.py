@@ -1,4 +1,4 @@
-"""runs/labextension/build.sh: builds that share one cache at once all succeed, and build once.
+"""images/singleuser/build-labextension.sh (both Lab extensions' one build script): builds that share one cache at once all succeed, and build once.
 
 Real builds (``npm ci`` from the registry, JupyterLab's builder) into a throwaway
 ``LABDECK_CACHE``: two prefixes and a second build into one of them, all started
@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "runs/labextension/build.sh"
+BUILD = ROOT / "images/singleuser/build-labextension.sh"
+EXT = ROOT / "runs/labextension"
 
 
 def _installed(prefix: Path) -> dict:
@@ -28,7 +29,7 @@ def test_concurrent_builds_sharing_a_cache_all_succeed(tmp_path):
         p.mkdir(exist_ok=True)
     env = {**os.environ, "LABDECK_CACHE": str(cache), "PYTHON": sys.executable}
     procs = [
-        subprocess.Popen(["bash", str(BUILD), str(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(["bash", str(BUILD), str(EXT), str(p)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for p in prefixes
     ]
     outs = []
@@ -50,10 +51,24 @@ def test_concurrent_builds_sharing_a_cache_all_succeed(tmp_path):
         leftovers = [x.name for x in (p / "share/jupyter/labextensions").iterdir() if x.name.startswith(".")]
         assert leftovers == []
     # the cache holds the one result and its lock, no temporary directory
-    entries = sorted(x.name for x in (cache / "labextension").iterdir())
+    entries = sorted(x.name for x in (cache / "labextension" / "lab").iterdir())
     assert len(entries) == 2 and entries[0] == ".lock", entries
-    assert (cache / "labextension" / entries[1] / "package.json").is_file()
+    assert (cache / "labextension" / "lab" / entries[1] / "package.json").is_file()
 
     # with the cache in place, a rebuild is an install only
-    again = subprocess.run(["bash", str(BUILD), str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(["bash", str(BUILD), str(EXT), str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "is cached in" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_folder_that_is_not_one_of_labdecks_extensions_is_refused(tmp_path):
+    """The script builds and installs only @labdeck/ packages: a wrong folder changes nothing."""
+    other = tmp_path / "ext"
+    other.mkdir()
+    (other / "package.json").write_text(json.dumps({"name": "left-pad"}))
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    env = {**os.environ, "LABDECK_CACHE": str(tmp_path / "cache"), "PYTHON": sys.executable}
+    out = subprocess.run(["bash", str(BUILD), str(other), str(prefix)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "names 'left-pad', not an @labdeck/ extension" in out.stderr
+    assert list(prefix.iterdir()) == [] and not (tmp_path / "cache").exists()

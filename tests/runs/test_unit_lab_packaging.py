@@ -38,11 +38,13 @@ def test_image_and_make_install_the_same_config_and_extension():
     assert f'"etc/jupyter/jupyter_server_config.d" = ["{CONFIG}"]' in (ROOT / "pyproject.toml").read_text()
     assert f"!{CONFIG}" in (ROOT / "images/singleuser/Dockerfile.dockerignore").read_text()
     # one build script for both: make deps -> .venv, the image's labext-stage -> /usr/local
-    assert "runs/labextension/build.sh $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT\)", makefile, re.M)
-    assert re.search(r"runs/labextension/build\.sh /usr/local$", dockerfile, re.M)
+    assert "images/singleuser/build-labextension.sh runs/labextension $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT\)", makefile, re.M)
+    assert re.search(r"build-labextension\.sh /src/runs/labextension /usr/local$", dockerfile, re.M)
+    assert "COPY images/singleuser/build-labextension.sh /src/build-labextension.sh" in dockerfile
+    assert "!images/singleuser/build-labextension.sh" in (ROOT / "images/singleuser/Dockerfile.dockerignore").read_text()
     # the data extension (S3 drive, BigQuery panel) too, its sources in the image's build context
-    assert "data/labextension/build.sh $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT_DATA\)", makefile, re.M)
-    assert re.search(r"data/labextension/build\.sh /usr/local", dockerfile, re.M)
+    assert "images/singleuser/build-labextension.sh data/labextension $(VENV)" in makefile and re.search(r"^deps: .*\$\(LABEXT_DATA\)", makefile, re.M)
+    assert re.search(r"build-labextension\.sh /src/data/labextension /usr/local", dockerfile, re.M)
     assert "!data/**" in (ROOT / "images/singleuser/Dockerfile.dockerignore").read_text()
     assert "COPY --from=labext-stage /usr/local/share/jupyter/labextensions/@labdeck" in dockerfile
 
