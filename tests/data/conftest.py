@@ -4,36 +4,19 @@ drive and the BigQuery panel, driven over HTTP with their own hub tokens, checke
 import pytest
 import requests
 
-from tests.helpers.platform import start_platform
+from tests.helpers.platform import person, session_platform
 
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    state = tmp_path_factory.mktemp("labdeck-data") / "state"
-    plat = start_platform(state)
-    try:
-        yield plat
-    finally:
-        plat.stop()
-
-
-def _client(platform, name):
-    from tests.helpers.hubclient import HubClient
-
-    c = HubClient(platform.url).login(name, platform.password)
-    if "" not in (c.api("GET", f"/users/{name}").json().get("servers") or {}):
-        c.start_server()
-    return c
+platform = session_platform("labdeck-data")
 
 
 @pytest.fixture(scope="session")
 def alice(platform):
-    return _client(platform, "alice")
+    return person(platform, "alice", started=True)
 
 
 @pytest.fixture(scope="session")
 def bob(platform):
-    return _client(platform, "bob")
+    return person(platform, "bob", started=True)
 
 
 @pytest.fixture(scope="session")

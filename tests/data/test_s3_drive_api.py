@@ -7,6 +7,8 @@ import json
 import nbformat
 import pytest
 
+from tests.helpers.platform import person
+
 from .conftest import call, drive, kernel_ls
 
 pytestmark = pytest.mark.integration
@@ -169,9 +171,7 @@ def test_no_token_no_drive(alice):
 
 
 def test_a_new_persons_empty_home_lists_as_an_empty_folder(platform, bob):
-    from .conftest import _client
-
-    carol = _client(platform, "carol")  # never wrote anything: her home prefix has no object
+    carol = person(platform, "carol", started=True)  # never wrote anything: her home prefix has no object
     r = drive(carol, "GET", "home/carol")
     assert r.status_code == 200 and r.json()["content"] == [] and r.json()["writable"] is True
     assert drive(bob, "GET", "home/bob/never-written").status_code == 404

@@ -127,3 +127,32 @@ def start_platform(
         time.sleep(0.25)
     plat.stop()
     raise RuntimeError(f"labdeck up not ready after {timeout}s:\n{plat.logs()}")
+
+
+def session_platform(prefix: str, extra_env: dict | None = None):
+    """A session-scoped pytest fixture: one ``labdeck up`` in ``<tmp>/<prefix>N/state``, stopped at the end.
+
+    Each test folder that needs a running platform names its own (``platform = session_platform(...)``
+    in its conftest), so folders with different settings never share one by accident.
+    """
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def platform(tmp_path_factory):
+        plat = start_platform(tmp_path_factory.mktemp(prefix) / "state", extra_env=extra_env)
+        try:
+            yield plat
+        finally:
+            plat.stop()
+
+    return platform
+
+
+def person(platform: Platform, name: str, *, started: bool = False):
+    """A logged-in ``HubClient`` for ``name``; ``started``: with their default server running (started once)."""
+    from tests.helpers.hubclient import HubClient
+
+    client = HubClient(platform.url).login(name, platform.password)
+    if started and "" not in (client.api("GET", f"/users/{name}").json().get("servers") or {}):
+        client.start_server()
+    return client

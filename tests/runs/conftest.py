@@ -4,48 +4,34 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.helpers.platform import start_platform
+from tests.helpers.platform import person, session_platform
 
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    state = tmp_path_factory.mktemp("labdeck-runs") / "state"
-    plat = start_platform(state)
-    try:
-        yield plat
-    finally:
-        plat.stop()
-
-
-def _client(platform, name):
-    from tests.helpers.hubclient import HubClient
-
-    return HubClient(platform.url).login(name, platform.password)
+platform = session_platform("labdeck-runs")
 
 
 @pytest.fixture(scope="session")
 def alice(platform):
-    return _client(platform, "alice")
+    return person(platform, "alice")
 
 
 @pytest.fixture(scope="session")
 def bob(platform):
-    return _client(platform, "bob")
+    return person(platform, "bob")
 
 
 @pytest.fixture(scope="session")
 def carol(platform):
-    return _client(platform, "carol")
+    return person(platform, "carol")
 
 
 @pytest.fixture(scope="session")
 def dave(platform):
-    return _client(platform, "dave")
+    return person(platform, "dave")
 
 
 @pytest.fixture(scope="session")
 def admin(platform):
-    return _client(platform, "admin")
+    return person(platform, "admin")
 
 
 def write_notebook(platform, user: str, path: str, cells, parameters: str | None = None) -> Path:
