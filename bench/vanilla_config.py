@@ -14,21 +14,9 @@ JupyterHub 6.1.1's defaults, so the comparison shows what labdeck adds.
 
 import os
 
+load_subconfig("vanilla_hub_config.py")  # noqa: F821 (provided by traitlets; resolved next to this file)
 d = os.environ["BENCH_VANILLA_DIR"]
 c = get_config()  # noqa: F821 (provided by JupyterHub)
-
-c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_PORT']}"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_HUB_PORT']}"
-c.JupyterHub.db_url = f"sqlite:///{d}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = f"{d}/cookie_secret"
-c.JupyterHub.pid_file = f"{d}/hub.pid"
-c.JupyterHub.default_url = "/hub/home"
-
-c.ConfigurableHTTPProxy.command = [os.environ["BENCH_CHP"]]
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_API_PORT']}"
-
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = os.environ["BENCH_VANILLA_PASSWORD"]
 
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = f"{d}/homes/{{username}}"

@@ -6,7 +6,7 @@ jupyterhub-kubespawner from PyPI and nothing else), as a local process talking t
 harness's API server (``KUBECONFIG``), with everything it varies in the environment:
 
 - ``BENCH_VANILLA_DIR``, ``BENCH_VANILLA_PORT`` / ``_HUB_PORT`` / ``_API_PORT``, ``BENCH_VANILLA_PASSWORD``,
-  ``BENCH_CHP``: as ``bench/vanilla_config.py``;
+  ``BENCH_CHP``: the shared hub part, ``bench/vanilla_hub_config.py``;
 - ``BENCH_VANILLA_NAMESPACE``: the namespace of its user pods (its own process kubelet runs them);
 - ``BENCH_VANILLA_IMAGE``: the user image (the kubelet maps it to this vanilla venv).
 
@@ -18,21 +18,8 @@ and JupyterHub's defaults, except ``start_timeout = 300`` (z2jh's ``singleuser.s
 
 import os
 
-d = os.environ["BENCH_VANILLA_DIR"]
+load_subconfig("vanilla_hub_config.py")  # noqa: F821 (provided by traitlets; resolved next to this file)
 c = get_config()  # noqa: F821 (provided by JupyterHub)
-
-c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_PORT']}"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_HUB_PORT']}"
-c.JupyterHub.db_url = f"sqlite:///{d}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = f"{d}/cookie_secret"
-c.JupyterHub.pid_file = f"{d}/hub.pid"
-c.JupyterHub.default_url = "/hub/home"
-
-c.ConfigurableHTTPProxy.command = [os.environ["BENCH_CHP"]]
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ['BENCH_VANILLA_API_PORT']}"
-
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = os.environ["BENCH_VANILLA_PASSWORD"]
 
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
 c.KubeSpawner.namespace = os.environ["BENCH_VANILLA_NAMESPACE"]
