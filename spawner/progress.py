@@ -32,6 +32,7 @@ async def merge(own: list[dict], own_done: Callable[[], bool], backend: AsyncIte
             await queue.put(finished)
 
     pump_task = asyncio.ensure_future(pump())
+    getter: asyncio.Future | None = None
     sent = 0
     backend_done = False
     try:
@@ -41,13 +42,21 @@ async def merge(own: list[dict], own_done: Callable[[], bool], backend: AsyncIte
                 sent += 1
             if own_done() and backend_done:
                 return
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout=POLL_S)
-            except asyncio.TimeoutError:
+            # not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+            # arrives in the loop turn its inner get completes, and JupyterHub
+            # cancels this read when the spawn ends (iterate_until), expecting
+            # CancelledError; asyncio.wait never swallows it
+            if getter is None:
+                getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=POLL_S)
+            if not done:
                 continue
+            event, getter = getter.result(), None
             if event is finished:
                 backend_done = True
             else:
                 yield event
     finally:
+        if getter is not None:
+            getter.cancel()
         pump_task.cancel()

@@ -51,3 +51,38 @@ async def test_issue_gives_up_readably_after_the_timeout_on_a_closed_port():
     with pytest.raises(RuntimeError, match=r"unreachable \(ConnectionRefusedError\)") as e:
         await brokercall.issue(f"http://127.0.0.1:{port}/services/broker/aws/credentials", "secret-token-x", 0.5, "aws", logging.getLogger("t"), "alice")
     assert "secret-token-x" not in str(e.value)
+
+
+async def test_a_cancelled_read_is_cancelled_even_when_an_event_arrived_at_that_moment():
+    """JupyterHub's progress stream cancels the pending read when the spawn ends (``iterate_until``).
+
+    A read that swallowed that cancellation (``asyncio.wait_for`` on Python
+    3.11 does, when its inner future completed in the same loop turn) ended the
+    generator with ``StopAsyncIteration`` where the hub awaits a cancellation,
+    and the person's stream broke off with "async generator raised
+    StopAsyncIteration" instead of the spawn's outcome.
+    """
+    swallowed = 0
+    for turns in range(8):
+        arrive = asyncio.Event()
+
+        async def backend():
+            await arrive.wait()
+            yield {"progress": 50, "message": "from the backend"}
+
+        gen = progress.merge([], lambda: True, backend())
+        read = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(0.01)  # the read waits on the (empty) queue
+        arrive.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if read.cancel():
+            try:
+                await read
+                swallowed += 1
+            except asyncio.CancelledError:
+                pass
+        else:
+            await read
+        await gen.aclose()
+    assert swallowed == 0
