@@ -131,6 +131,33 @@ class BrokerApp(LabdeckServiceApp):
         """,
     )
 
+    refresh_ahead_seconds = Integer(
+        300,
+        config=True,
+        help="""Re-issue a cached credential in the background this many seconds before it would stop being served.
+
+        A credential stops being served ``cache_margin_seconds`` before it expires;
+        the broker re-issues it ahead of that (with the person's current groups and
+        grants), so an SDK's refresh or a spawn finds a fresh credential instead
+        of waiting on the cloud. Only credentials served within
+        ``refresh_idle_seconds`` are refreshed. 0 turns it off.
+
+        .. versionadded:: 0.4
+        """,
+    )
+
+    refresh_idle_seconds = Integer(
+        4 * 3600,
+        config=True,
+        help="""Refresh ahead only the credentials someone asked for within this many seconds.
+
+        A running server's SDKs ask at each of their own refreshes; credentials of
+        people who stopped working are left to expire.
+
+        .. versionadded:: 0.4
+        """,
+    )
+
     @property
     def classes(self):
         return [BrokerApp, *(provider_class(k) for k in self.providers if k in PROVIDER_CLASSES)]
@@ -210,7 +237,44 @@ class BrokerApp(LabdeckServiceApp):
             self.log.info("Loaded grants from %s", self.grants_file)
         return self._file_grants
 
-    async def credentials(self, provider: CredentialProvider, ident: Identity) -> dict:
+    async def serve(self, stop: asyncio.Event) -> None:
+        refreshing = asyncio.ensure_future(self.refresh_loop(stop)) if self.refresh_ahead_seconds > 0 else None
+        try:
+            await super().serve(stop)
+        finally:
+            if refreshing:
+                refreshing.cancel()
+
+    async def refresh_loop(self, stop: asyncio.Event) -> None:
+        """Every ``refresh_ahead_seconds / 5`` (at most a minute), :meth:`refresh_due`."""
+        every = max(1.0, min(60.0, self.refresh_ahead_seconds / 5))
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except asyncio.TimeoutError:
+                await self.refresh_due()
+
+    async def refresh_due(self) -> int:
+        """Re-issue the credentials in use that stop being served within ``refresh_ahead_seconds``; how many."""
+        done = 0
+        if self.refresh_ahead_seconds <= 0:
+            return done
+        for provider_name, name in self.cache.due(self.refresh_ahead_seconds, self.refresh_idle_seconds):
+            provider = self.providers_by_name.get(provider_name)
+            if provider is None:
+                continue
+            # the person's groups now, and the grants now: a refresh never extends a revoked grant
+            ident = Identity(name=name, groups=tuple(sorted(await self.groups_of(name))))
+            try:
+                await self.credentials(provider, ident, refresh=True)
+                done += 1
+            except Exception as e:  # UpstreamError's text is free of secrets
+                self.log.warning("Refreshing the %s credentials of %s ahead of time failed (%s); the next request asks again", provider_name, name, e)
+        if done:
+            self.log.info("Refreshed %d credential(s) ahead of their expiry", done)
+        return done
+
+    async def credentials(self, provider: CredentialProvider, ident: Identity, refresh: bool = False) -> dict:
         grants = resolve_grants(self.current_grants(), ident.name, ident.groups)
         fingerprint = hashlib.sha256(repr(grants).encode()).hexdigest()
         issued_here = []
@@ -236,6 +300,8 @@ class BrokerApp(LabdeckServiceApp):
             finally:
                 self.metrics.issuance(provider.name, time.perf_counter() - t0, kind)
 
+        if refresh:  # ahead of time (refresh_due): not a request anyone made
+            return provider.render(await self.cache.refresh((provider.name, ident.name), fingerprint, issue))
         cred = await self.cache.get((provider.name, ident.name), fingerprint, issue)
         if not issued_here:
             self.metrics.cache_hit(provider.name)

@@ -6,6 +6,10 @@
 - If the upstream call fails and the cached credential has not expired yet,
   it is served anyway (the SDKs keep working through an STS/IAM outage);
   otherwise the error propagates.
+- :meth:`CredentialCache.due` names the credentials in use that are about to
+  stop being served, and :meth:`CredentialCache.refresh` re-issues one: the
+  broker does that in the background (``BrokerApp.refresh_ahead_seconds``), so
+  a person's SDK or spawn finds a fresh credential instead of waiting on the cloud.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ MIN_SERVABLE_SECONDS = 30
 class _Entry:
     credential: IssuedCredential
     fingerprint: Hashable
+    #: when it was last served (or issued): credentials nobody asks for are not refreshed
+    served_at: float = 0.0
 
 
 class CredentialCache:
@@ -47,9 +53,16 @@ class CredentialCache:
     async def get(
         self, key: Hashable, fingerprint: Hashable, issue: Callable[[], Awaitable[IssuedCredential]]
     ) -> IssuedCredential:
-        hit = self.fresh(key, fingerprint)
-        if hit is not None:
-            return hit
+        cred = self.fresh(key, fingerprint) or await self.refresh(key, fingerprint, issue)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.served_at = self.clock()
+        return cred
+
+    async def refresh(
+        self, key: Hashable, fingerprint: Hashable, issue: Callable[[], Awaitable[IssuedCredential]]
+    ) -> IssuedCredential:
+        """Issue anew (sharing a call already in flight for the same key and grants), even if one is cached."""
         flight_key = (key, fingerprint)
         fut = self._inflight.get(flight_key)
         if fut is None:
@@ -70,8 +83,19 @@ class CredentialCache:
                 self.stale_served += 1
                 return entry.credential
             raise
-        self._entries[key] = _Entry(cred, fingerprint)
+        old = self._entries.get(key)  # a refresh is not a use: it keeps when the credential was last served
+        self._entries[key] = _Entry(cred, fingerprint, served_at=old.served_at if old else self.clock())
         return cred
+
+    def due(self, ahead: float, idle: float) -> list[Hashable]:
+        """Keys whose credential stops being served within ``ahead`` s and that were served within ``idle`` s."""
+        now = self.clock()
+        flying = {k for k, _ in self._inflight}
+        return [
+            key
+            for key, e in self._entries.items()
+            if e.credential.remaining(now) - self.margin < ahead and now - e.served_at < idle and key not in flying
+        ]
 
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)

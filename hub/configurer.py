@@ -22,6 +22,7 @@ from typing import Any
 from traitlets.config import Config
 
 from . import contract
+from .login import issue_credentials_at_login
 from .modes import Mode
 from .pages import NOT_ISOLATED_HTML, NOT_LIMITED_HTML, banner_html
 from .performance import performance_config, server_args
@@ -119,6 +120,7 @@ def update_auth(c: Config, v: Values, mode: Mode) -> None:
     else:
         raise ValuesError(f"auth.type must be 'generic-oauth' or 'dev', not {auth_type!r}")
     c.Authenticator.admin_users = set(v("auth.adminUsers", []))
+    c.Authenticator.post_auth_hook = issue_credentials_at_login  # labdeck.hub.login
 
 
 def update_spawner(c: Config, v: Values, mode: Mode) -> None:
@@ -161,7 +163,6 @@ def update_spawner(c: Config, v: Values, mode: Mode) -> None:
     if sizes:
         mixin.sizes = sizes
     from labdeck.spawner.onboarding import default_onboarding_dir
-
     extra = v("singleuser.onboardingDir", "")
     # labdeck's welcome files first, then the admin's (which win for the same path)
     mixin.onboarding_dirs = [default_onboarding_dir(), *([extra] if extra else [])]

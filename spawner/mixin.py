@@ -47,6 +47,22 @@ class LabdeckSpawnerMixin(ServerWiringMixin):
         """,
     )
 
+    issue_credentials_at_login = Bool(
+        True,
+        config=True,
+        help="""Ask the broker for the user's credentials as soon as they log in.
+
+        The hub asks with a token of its own for that user (valid two minutes,
+        deleted after the call), so the broker's cache holds the person's
+        credentials before their spawn asks: a spawn right after login finds them
+        ready instead of waiting on the cloud. A failure here is only logged
+        (the spawn asks again and fails with the reason). Needs ``broker_url``.
+        See :mod:`labdeck.hub.login`.
+
+        .. versionadded:: 0.4
+        """,
+    )
+
     credential_timeout = Float(
         30,
         config=True,
@@ -93,10 +109,15 @@ class LabdeckSpawnerMixin(ServerWiringMixin):
     async def labdeck_prepare_home(self) -> None:
         """Backend hook: make the home exist and hold the onboarding files (default: nothing)."""
 
-    def _issue_credentials(self, providers: list[str]):
-        """Ask the broker (as the hub reaches it) for this user's credentials, with the server's own token."""
+    def labdeck_clouds(self) -> list[tuple[str, str]]:
+        """``(provider, label)`` of every cloud a server of this user gets credentials for."""
+        return [("aws", "S3")] + ([("gcp", "BigQuery")] if self.gcp_project else [])
+
+    def labdeck_issue_credentials(self, token: str | None = None):
+        """Ask the broker (as the hub reaches it) for this user's credentials, with ``token`` or the server's own."""
         url = self.broker_hub_url or self.broker_url
-        return brokercall.issue_all(url, self.api_token, self.credential_timeout, providers, self.log, self._log_name)
+        providers = [p for p, _ in self.labdeck_clouds()]
+        return brokercall.issue_all(url, token or self.api_token, self.credential_timeout, providers, self.log, self._log_name)
 
     async def start(self):
         self._progress_reset()
@@ -110,10 +131,9 @@ class LabdeckSpawnerMixin(ServerWiringMixin):
             issuing = writing = None
             if self.issue_credentials_at_start and self.broker_url:
                 # first: the broker works while the home is prepared and the server starts
-                steps = [("aws", "S3")] + ([("gcp", "BigQuery")] if self.gcp_project else [])
-                for _, label in steps:
+                for _, label in self.labdeck_clouds():
                     self._progress(20, f"Issuing {label} credentials")
-                issuing = asyncio.ensure_future(self._issue_credentials([p for p, _ in steps]))
+                issuing = asyncio.ensure_future(self.labdeck_issue_credentials())
             self._progress(10, "Preparing home")
             try:
                 await self.labdeck_prepare_home()

@@ -141,7 +141,8 @@ def plan(settings: Mapping, secrets: Mapping[str, str], paths: Mapping[str, str]
             "hub",
             [py, "-m", "labdeck.hub.local.hubprocess", "-f", str(HUB_CONFIG)],
             {**base, "LABDECK_DEV_PASSWORD": secrets.get("dev_password", ""), **kube_hub_env(s)},
-            ready_url=f"{public}/hub/health",
+            # answers once the warm pool is warm (labdeck.hub.local.hubprocess)
+            ready_url=f"{public}/hub/labdeck/ready",
             needs=("proxy",),
             routes=(contract.service_prefix(contract.BROKER),),
         ),

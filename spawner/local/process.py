@@ -111,6 +111,20 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
 
     # -------------------------------------------------------------- pool
 
+    @classmethod
+    def start_warm_pools(cls, config, log) -> list[warmpool.WarmPool]:
+        """Start the pool of the configured command now, at the hub's start, not at the first login.
+
+        Only configuration is read (``cmd``, ``env_keep``, ``warm_pool_size``...):
+        the spawner made here belongs to nobody and is dropped. Returns the pools
+        started (none with the pool off or a command it cannot run).
+        """
+        probe = cls(config=config, log=log)
+        recipe = probe._warm_recipe()[0] if probe.warm_pool_size > 0 else None
+        if recipe is None:
+            return []
+        return [warmpool.pool_for(recipe, probe.warm_pool_size, probe._warm_base_env(), logger=log)]
+
     def _warm_base_env(self) -> dict:
         """The zygote's environment: what every server shares (``env_keep``), nothing personal."""
         return {k: os.environ[k] for k in self.env_keep if k in os.environ}

@@ -169,6 +169,16 @@ class WarmPool:
         self._buf = b""
         self._failed_at = None
 
+    @property
+    def warm(self) -> bool:
+        """The zygote is ready and every member is forked."""
+        return self.ready and len(self.members) >= self.size
+
+    @property
+    def settled(self) -> bool:
+        """Warm, or its zygote failed (servers start cold): nothing left to wait for."""
+        return self.warm or (not self.ready and (self._starting is None or self._starting.done()))
+
     # -------------------------------------------------------------- zygote
 
     def ensure_started(self) -> None:

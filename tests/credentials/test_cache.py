@@ -89,3 +89,33 @@ async def test_users_are_separate():
     a = await cache.get("alice", "g", issuer)
     b = await cache.get("bob", "g", issuer)
     assert a.payload != b.payload
+
+
+async def test_due_names_credentials_in_use_that_are_about_to_stop_being_served():
+    clock = Clock()
+    cache = CredentialCache(margin=1200, clock=clock)
+    soon, idle, later = CountingIssuer(clock, ttl=1500), CountingIssuer(clock, ttl=1500), CountingIssuer(clock, ttl=3600)
+    await cache.get("soon", "g", soon)
+    await cache.get("idle", "g", idle)
+    await cache.get("later", "g", later)
+    clock.t += 100  # soon/idle: 1400 s left, 200 s above the margin
+    await cache.get("soon", "g", soon)  # served again: in use
+    assert cache.due(ahead=300, idle=50) == ["soon"]
+    assert sorted(cache.due(ahead=300, idle=3600)) == ["idle", "soon"]
+    assert cache.due(ahead=100, idle=3600) == []  # none within 100 s of the margin
+
+
+async def test_refresh_issues_even_when_cached_and_is_not_a_use():
+    clock = Clock()
+    issuer = CountingIssuer(clock, ttl=1500)
+    cache = CredentialCache(margin=1200, clock=clock)
+    await cache.get("alice", "g", issuer)
+    clock.t += 250
+    fresh = await cache.refresh("alice", "g", issuer)
+    assert issuer.calls == 2 and fresh.payload == {"n": 2}
+    assert (await cache.get("alice", "g", issuer)).payload == {"n": 2} and issuer.calls == 2
+    # refreshed but then unused: once idle, it is no longer due however close to the margin
+    clock.t += 1000
+    await cache.refresh("alice", "g", issuer)
+    clock.t += 400
+    assert cache.due(ahead=300, idle=1000) == []
