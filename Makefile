@@ -20,7 +20,13 @@ test: deps browser-deps prometheus-deps r-deps
 LABEXT := $(VENV)/share/jupyter/labextensions/@labdeck/lab/package.json
 LABEXT_DATA := $(VENV)/share/jupyter/labextensions/@labdeck/data/package.json
 
-deps: $(STAMP) $(CHP) $(LABEXT) $(LABEXT_DATA)
+LSPCONF := $(VENV)/etc/jupyter/jupyter_server_config.d/labdeck-language-servers.json
+
+deps: $(STAMP) $(CHP) $(LABEXT) $(LABEXT_DATA) $(LSPCONF)
+
+# the language servers installed in .venv, found once here instead of at every server start
+$(LSPCONF): $(STAMP) spawner/userserver/lspdetect.py
+	$(PY) -m labdeck.spawner.userserver.lspdetect $@
 
 # labdeck's prebuilt JupyterLab extension (share dialog, Shares panel); the build is cached in ~/.cache/labdeck
 $(LABEXT): $(STAMP) images/singleuser/build-labextension.sh runs/labextension/package.json runs/labextension/package-lock.json $(wildcard runs/labextension/src/*.js runs/labextension/style/*.css)

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, install_cleanup, make_system  # noqa: E402
 from people import SpawnError, User, person  # noqa: E402
 from report import fmt, machine, med, table, write_json  # noqa: E402
+from stormlog import marks, shares, steps  # noqa: E402
 
 
 def server_cpu(system, name: str) -> float | None:
@@ -99,7 +100,7 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
     hub_cpu0 = system.hub_cpu()
     health0 = system.broker_health() if system.name.startswith("labdeck") else None
     busy0, ours0 = machine_busy(), system.tree_cpu() + _self_cpu()
-    t0_box["t0"] = time.monotonic()
+    t0_box["t0"], t0_wall = time.monotonic(), time.time()
     barrier.wait()
     for t in threads:
         t.join(timeout=max(1.0, t0_box["t0"] + timeout + 30 - time.monotonic()))
@@ -108,6 +109,8 @@ def storm(system, n: int, timeout: float, tag: str) -> dict:
     busy, ours = machine_busy() - busy0, system.tree_cpu() + _self_cpu() - ours0
     out = {
         "users": n,
+        "t0_wall": t0_wall,
+        "ready_wall": {r["user"]: t0_wall + r["ready_s"] for r in res if r["ready_s"] is not None},
         "ready_s": [r["ready_s"] for r in res],
         "failures": sum(1 for r in res if r["ready_s"] is None),
         "errors": [
@@ -169,6 +172,11 @@ def run_round(name: str, n: int, args) -> dict:
         tag = name.replace("labdeck", "ld").replace("vanilla", "va") + str(n)
         cal = calibrate(system, args.calibrate, tag)
         out = storm(system, n, args.timeout, tag)
+        if name.startswith("labdeck"):  # where each person's time went, from the hub's log (bench/stormlog.py)
+            found = marks(system.hub_log())
+            per_person = [steps(found.get(u, {}), out["t0_wall"], t) for u, t in out["ready_wall"].items()]
+            out["steps"] = shares([p for p in per_person if p])
+            out["steps_people"] = sum(1 for p in per_person if p)
     finally:
         system.stop()
     cores = os.cpu_count() or 1
@@ -247,6 +255,9 @@ def main(argv=None) -> int:
                        "last/floor", "last/(floor+others)", "hub CPU", "others' CPU", "STS/user"]))
     for rnd in rounds:
         for name in names:
+            if rnd[name].get("steps"):
+                parts = ", ".join(f"{k} {v['median_s']:.2f} s ({v['share']:.0%})" for k, v in rnd[name]["steps"].items())
+                print(f"  N={rnd['users']} {name}, median per step ({rnd[name]['steps_people']} people): {parts}")
             for e in rnd[name]["errors"][:3]:
                 print(f"  N={rnd['users']} {name} {e['user']}: {e['code'] or ''} {e['error'][:160]}")
     print(f"wrote {path}")

@@ -78,6 +78,10 @@ def server_args(settings: dict) -> list[str]:
         # `npm prefix -g` (a node process) in every server. Name the roots it would
         # search anyway - the environment's own - so servers installed there are still found.
         f"--LanguageServerManager.node_roots={json.dumps(node_roots)}",
+        # jupyter-lsp's detection at every start (entry points, an R start-up for the R server's
+        # probe, twice: ~0.15 CPU s, the largest part of a warm start) is done once when the
+        # environment is built; the servers found are in its conf.d (spawner/userserver/lspdetect.py)
+        "--LanguageServerManager.autodetect=False",
     ]
 
 

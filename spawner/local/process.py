@@ -199,6 +199,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         try:
             async with queue.slot(on_wait=on_wait):
                 waited = time.monotonic() - t0
+                self.log.info("Start slot for %s after %.2f s", self._log_name, waited)
                 if waited > 0.5:
                     self._fast_progress(40, f"Got a slot after {waited:.0f} s")
                 if self.port == 0:
