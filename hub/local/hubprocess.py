@@ -19,7 +19,7 @@ JupyterHub with two additions for ``labdeck up``:
   that serves everyone). A crash of the machine can lose the last commits,
   never the database's consistency. The state directory is a local disk; the
   chart's hub keeps sqlite's defaults, as its database may be on a network
-  volume, where WAL is unsafe.
+  volume, where WAL is unsafe. The database file (and so its WAL) is 0600.
 
 The chart's hub image starts JupyterHub as usual (warm pods fill in the
 background there: ``spawner/kube/podpool.py``).
@@ -28,6 +28,7 @@ background there: ``spawner/kube/podpool.py``).
 from __future__ import annotations
 
 import json
+import os
 import time
 
 #: the longest ``labdeck/ready`` waits for the warm pool after the hub's start
@@ -76,6 +77,9 @@ def hub_class():
             super().init_db()
             if self.db_url.startswith("sqlite:///"):
                 self.db.close()
+                # the database holds every user's token hashes and server records: only the hub reads it
+                # (sqlite gives its -wal and -shm files the database's mode)
+                os.chmod(self.db_url[len("sqlite:///"):], 0o600)
                 tune_sqlite(self.db.get_bind())
 
         def init_handlers(self):

@@ -74,6 +74,16 @@ def test_the_pool_is_warm_when_the_banner_shows_and_the_first_person_gets_a_warm
     assert messages[-1].startswith("Server ready"), messages
 
 
+def test_the_hub_database_is_in_wal_mode_and_readable_by_the_hub_only(platform):
+    import sqlite3
+    import stat
+
+    db = platform.state_dir / "jupyterhub.sqlite"
+    assert sqlite3.connect(db).execute("pragma journal_mode").fetchone() == ("wal",)
+    for f in (db, db.with_name(db.name + "-wal")):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
 def test_credentials_are_issued_at_login_and_the_spawn_is_served_from_the_cache(platform):
     before = broker_health(platform)
     clouds = len(before["providers"])
