@@ -24,7 +24,9 @@ names) is recorded too: ``Pss`` of every process on the machine except this benc
 browser (this script, the Playwright driver and Chromium), with that caveat.
 
 Reported per system: per person = (after - before) / N in MiB (the system's processes and
-system-wide), a breakdown per process kind (hub, proxy, services, zygote, pool member, server,
+system-wide); marginal per person = the same from a third measurement once the first N/2 people
+are there (after - middle) / (N - N/2), which leaves out what the first person starts for
+everyone (labdeck's warm pool, caches of the hub); a breakdown per process kind (hub, proxy, services, zygote, pool member, server,
 kernel, other; see ``smaps.classify``) before and after, the median server's PSS and
 Private_Dirty, the 1-minute load average at each measurement; and the ratio labdeck / vanilla.
 Writes ``<out>/memory.json`` and prints a table. As root, labdeck runs each server as the
@@ -140,7 +142,11 @@ def measure(name: str, n: int, browser, args) -> dict:
         load_before = os.getloadavg()[0]
         lab_s = []
         tag = name.replace("labdeck", "ld").replace("vanilla", "va")
+        half = n // 2
+        mid = None
         for i in range(n):
+            if i == half and half > 0:
+                mid, _, _ = settle(system, names, args.settle)
             u = User(system.url, person(f"m{i:02d}-{tag}"))
             u.login(system.password)
             u.request_spawn()
@@ -156,6 +162,9 @@ def measure(name: str, n: int, browser, args) -> dict:
             "users": n,
             "per_person_mib": smaps.mib(smaps.per_person(before.total, after.total, n)),
             "per_person_systemwide_mib": smaps.mib(smaps.per_person(before_sys, after_sys, n)),
+            # one more person once the first half are there: no start-up costs (the pool, the hub's first user)
+            "marginal_per_person_mib": smaps.mib(smaps.per_person(mid.total, after.total, n - half)) if mid else None,
+            "mid_mib": smaps.mib(mid.total) if mid else None,
             "before_mib": smaps.mib(before.total),
             "after_mib": smaps.mib(after.total),
             "systemwide_before_mib": smaps.mib(before_sys),
@@ -214,6 +223,8 @@ def main(argv=None) -> int:
     van = results.get("vanilla", {}).get("per_person_mib")
     for r in results.values():
         r["per_person_over_vanilla"] = r["per_person_mib"] / van if van else None
+        vm = results.get("vanilla", {}).get("marginal_per_person_mib")
+        r["marginal_over_vanilla"] = r["marginal_per_person_mib"] / vm if vm and r["marginal_per_person_mib"] else None
     path = write_json(args.out, "memory.json", {"machine": info, **results})
 
     rows = []
@@ -221,13 +232,14 @@ def main(argv=None) -> int:
         k = r["kinds_after"]
         rows.append([
             name, r["users"], fmt(r["per_person_mib"], nd=1), fmt(r["per_person_over_vanilla"], "x"),
+            fmt(r["marginal_per_person_mib"], nd=1), fmt(r["marginal_over_vanilla"], "x"),
             fmt(r["per_person_systemwide_mib"], nd=1), fmt(r["server_pss_median_mib"], nd=1),
             fmt(r["server_private_dirty_median_mib"], nd=1), k.get("kernel", {}).get("count", 0),
             f"{r['load_before']:.1f}-{r['load_after']:.1f}",
         ])
     print()
     print(f"memory: {info['nproc']} CPUs, {info['cpu_model']}, load {info['loadavg']} → {info['loadavg_after']}")
-    print(table(rows, ["system", "N", "per person MiB", "/ vanilla", "system-wide MiB", "server PSS", "server priv. dirty",
+    print(table(rows, ["system", "N", "per person MiB", "/ vanilla", "marginal MiB", "/ vanilla", "system-wide MiB", "server PSS", "server priv. dirty",
                        "kernels", "load"]))
     for name, r in results.items():
         print(f"{name}: " + ", ".join(f"{k} {v['count']}× {v['pss_mib']} MiB" for k, v in r["kinds_after"].items()))

@@ -98,6 +98,8 @@ def classify(p: Proc, roles: dict) -> str:
         return "proxy"
     if roles.get("services_parent") is not None and p.ppid == roles["services_parent"]:
         return "services"
+    if "jupyterhub_idle_culler" in args:
+        return "services"  # a hub-managed service
     return "other"
 
 
