@@ -213,6 +213,7 @@ def main(argv=None) -> int:
             for name in names:
                 print(f"memory: {name}, {args.users} people (load {os.getloadavg()[0]:.2f})", flush=True)
                 results[name] = measure(name, args.users, browser, args)
+                write_json(args.out, "memory.json", {"machine": info, "partial": True, **results})  # a later failure keeps this
                 print(f"  {fmt(results[name]['per_person_mib'], nd=1)} MiB per person", flush=True)
         except KeyboardInterrupt:
             print("bench: interrupted; stopping everything", file=sys.stderr)
