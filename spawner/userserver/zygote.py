@@ -165,6 +165,37 @@ def become(identity: dict) -> None:
     tempfile.tempdir = None
     if identity.get("sys_path0"):
         sys.path[0] = identity["sys_path0"]
+    redo_identity_imports()
+
+
+def redo_identity_imports() -> list[str]:
+    """Redo, as the person, what modules computed at import from who imported them (home, uid).
+
+    In the zygote that was nobody's: ``send2trash.plat_other`` keeps the trash folders of
+    ``$XDG_DATA_HOME`` (or ``~/.local/share``) and the importing uid (jupyter-server's delete moves
+    files there: as the zygote's, a person's delete failed or went to the zygote's trash), and
+    ``fsspec.config`` reads ``~/.config/fsspec`` (or ``$FSSPEC_CONFIG_DIR``) and ``FSSPEC_*``.
+    Returns the modules redone (those imported).
+    """
+    import importlib
+
+    done = []
+    trash = sys.modules.get("send2trash.plat_other")
+    if trash is not None:
+        # constants and functions only; reload keeps the module's dict, so the functions that
+        # others imported by name (jupyter-server's ``send2trash``) read the new values
+        importlib.reload(trash)
+        done.append(trash.__name__)
+    fsconf = sys.modules.get("fsspec.config")
+    if fsconf is not None:
+        # fsspec.config's own import-time lines, into the same dict (fsspec.core and .spec imported ``conf`` by name)
+        fsconf.default_conf_dir = os.path.join(os.path.expanduser("~"), ".config/fsspec")
+        fsconf.conf_dir = os.environ.get("FSSPEC_CONFIG_DIR", fsconf.default_conf_dir)
+        fsconf.conf.clear()
+        fsconf.set_conf_files(fsconf.conf_dir, fsconf.conf)
+        fsconf.set_conf_env(fsconf.conf)
+        done.append(fsconf.__name__)
+    return done
 
 
 def _child(channel: socket.socket) -> int:
