@@ -177,6 +177,7 @@ def measure(name: str, n: int, browser, args) -> dict:
             "kinds_after": kinds_mib(after),
             "server_pss_median_mib": smaps.mib(statistics.median(p["Pss"] for p in servers)) if servers else None,
             "server_private_dirty_median_mib": smaps.mib(statistics.median(p["Private_Dirty"] for p in servers)) if servers else None,
+            "processes_before": [{k: p[k] for k in ("pid", "ppid", "kind", "cmd", "Pss", "Pss_Anon", "Private_Dirty", "Shared_Clean")} for p in before.procs],
             "processes_after": [{k: p[k] for k in ("pid", "ppid", "kind", "cmd", "Pss", "Pss_Anon", "Private_Dirty", "Shared_Clean")} for p in after.procs],
         }
         return out
