@@ -33,6 +33,43 @@ PREIMPORTS = [
     "jupyter_client.provisioning",
     "nbformat",
     "nbconvert",
+    # imported by every server after the fork until issue 27 (found by comparing sys.modules of a
+    # claimed server with its zygote's; 165 modules, ~7 MiB a server allocated for itself)
+    # jupyter-server's default services, loaded when the web app is built
+    "jupyter_server.services.api.handlers",
+    "jupyter_server.services.config.handlers",
+    "jupyter_server.services.contents.handlers",
+    "jupyter_server.services.events.handlers",
+    "jupyter_server.services.kernels.handlers",
+    "jupyter_server.services.kernelspecs.handlers",
+    "jupyter_server.services.nbconvert.handlers",
+    "jupyter_server.services.security.handlers",
+    "jupyter_server.services.sessions.handlers",
+    "jupyter_server.services.shutdown",
+    "jupyter_server.kernelspecs.handlers",
+    "jupyter_server.nbconvert.handlers",
+    "jupyter_server.view.handlers",
+    "tornado.platform.asyncio",
+    "anyio._backends._asyncio",
+    "jupyter_core.migrate",
+    # server extensions loaded at every start
+    "notebook_shim.nbserver",
+    "jupyter_lsp.virtual_documents_shadow",
+    "jupyter_rsession_proxy",
+    "jupyter_scheduler.scheduler",
+    "jupyter_scheduler.executors",
+    "jupyter_scheduler.job_files_manager",
+    "jupyter_scheduler.parameterize",
+    "labdeck.runs.jupyter_scheduler",
+    "labdeck.runs.lab_shares",
+    "labdeck.data.handlers",
+    "labdeck.credentials.metadata",
+    "labdeck.spawner.userserver.oomwatch",
+    "labdeck.spawner.userserver.launchers",
+    # the kernel spec manager's first listing (JupyterLab asks at once): the native kernel's spec
+    # and IPython.paths (jupyter_client adds ~/.ipython/kernels; importing IPython is 66 modules)
+    "ipykernel.kernelspec",
+    "IPython.paths",
 ]
 
 

@@ -201,6 +201,7 @@ def redo_identity_imports() -> list[str]:
 def _child(channel: socket.socket) -> int:
     """Runs in the forked child: wait for the identity, become the person, run the server."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.enable()  # the zygote imported with the collector off (see main)
     os.setsid()  # like Popen(start_new_session=True): the hub's signals are not ours
     os.closerange(3, channel.fileno())
     os.closerange(channel.fileno() + 1, 1 << 16)
@@ -282,14 +283,17 @@ def main(argv=None) -> None:
     ap.add_argument("--control-fd", type=int, required=True)
     args = ap.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
+    # Python's advice for fork without exec (gc.freeze): no collections in the parent - a collection
+    # frees objects between the imported ones, and a child's first allocations would fill those
+    # holes, copying the pages - then freeze before forking, and enable the collector in the child
+    gc.disable()
     from labdeck.spawner.userserver import lazyimports, singleuser
 
     lazyimports.install()
     before = dict(os.environ)
     singleuser.preimport()
     record_import_env_changes(before)
-    gc.collect()
-    gc.freeze()  # keep the imported heap shared between children (copy-on-write)
+    gc.freeze()  # keep the imported heap shared between children (copy-on-write): their collections skip it
     serve(control)
 
 
