@@ -66,6 +66,7 @@ IMPORT_TIME_ENV = frozenset({
     "IPYTHON_TESTING_TIMEOUT_SCALE",
     "IN_SPHINX_RUN",
     "PSUTIL_DEBUG",
+    "TZ",  # babel.localtime (singleuser.prewarm loads babel's data, which imports it)
 })
 
 #: the server commands a pool can run in-process (scripts of this environment)

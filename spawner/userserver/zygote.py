@@ -3,7 +3,8 @@
 Started by :mod:`labdeck.spawner.local.warmpool` as ``python -P -s -m
 labdeck.spawner.userserver.zygote --control-fd N`` with an environment that holds nothing
 personal. It imports what ``jupyterhub-singleuser`` imports
-(:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`), freezes the heap for cheap
+(:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`), loads the data every server loads
+the same way (:func:`~labdeck.spawner.userserver.singleuser.prewarm`), freezes the heap for cheap
 copy-on-write forks and then serves the hub over the control socket:
 
 - the hub sends ``F`` with one end of a fresh socket pair (``SCM_RIGHTS``);
@@ -292,6 +293,7 @@ def main(argv=None) -> None:
     lazyimports.install()
     before = dict(os.environ)
     singleuser.preimport()
+    singleuser.prewarm()
     record_import_env_changes(before)
     gc.freeze()  # keep the imported heap shared between children (copy-on-write): their collections skip it
     serve(control)

@@ -345,3 +345,38 @@ def test_redo_identity_imports_reads_the_persons_fsspec_config_into_the_same_dic
         conf.clear()
         conf.update(saved[0])
         fsconf.conf_dir, fsconf.default_conf_dir = saved[1], saved[2]
+
+
+TRANSLATIONS = r"""
+import json, sys
+from labdeck.spawner.userserver import lazyimports, singleuser
+lazyimports.install()
+singleuser.preimport()
+warmed = singleuser.prewarm() if sys.argv[1] == "warm" else []
+from babel import localedata
+cached = sorted(getattr(localedata, "_cache", {}))
+from jupyterlab_server import translation_utils as t
+names = [t.get_display_name(a, b) for a, b in (("en", "en"), ("fr", "en"), ("en", "fr"), ("de", "de"), ("xx", "en"))]
+print(json.dumps({"warmed": warmed, "cached": cached, "names": names, "localtime": "babel.localtime" in sys.modules}))
+"""
+
+
+def test_prewarmed_babel_data_answers_like_a_cold_server():
+    """The zygote loads babel's English data once (singleuser.prewarm); JupyterLab's language names
+    come out as a cold server's, other languages still load on demand, and TZ (read by what it imports)
+    decides which pool a claim can use."""
+    import subprocess
+
+    def run(kind):
+        out = subprocess.run([sys.executable, "-P", "-c", TRANSLATIONS, kind], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+
+    warm, cold = run("warm"), run("cold")
+    assert warm["warmed"] == ["babel"]
+    assert "en" in warm["cached"] and "en" not in cold["cached"]
+    assert warm["names"] == cold["names"]
+    assert warm["names"][:2] == ["English", "French"]
+    if warm["localtime"]:
+        assert "TZ" in warmpool.IMPORT_TIME_ENV
+        assert warmpool.import_time_env({"TZ": "Europe/Paris", "HOME": "/h"}) == {"TZ": "Europe/Paris"}
