@@ -14,7 +14,9 @@ JupyterHub 6.1.1's defaults, so the comparison shows what labdeck adds.
 
 import os
 
-load_subconfig("vanilla_hub_config.py")  # noqa: F821 (provided by traitlets; resolved next to this file)
+# next to this file: JupyterHub loads `-f` with no search path, so a bare name would be looked up in the
+# working directory and, not found there, silently ignored (traitlets treats a missing subconfig as empty)
+load_subconfig("vanilla_hub_config.py", path=os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 (provided by traitlets)
 d = os.environ["BENCH_VANILLA_DIR"]
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 

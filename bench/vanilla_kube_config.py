@@ -18,7 +18,9 @@ and JupyterHub's defaults, except ``start_timeout = 300`` (z2jh's ``singleuser.s
 
 import os
 
-load_subconfig("vanilla_hub_config.py")  # noqa: F821 (provided by traitlets; resolved next to this file)
+# next to this file: JupyterHub loads `-f` with no search path, so a bare name would be looked up in the
+# working directory and, not found there, silently ignored (traitlets treats a missing subconfig as empty)
+load_subconfig("vanilla_hub_config.py", path=os.path.dirname(os.path.abspath(__file__)))  # noqa: F821 (provided by traitlets)
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"

@@ -30,15 +30,22 @@ def test_bench_module_imports(script):
 
 
 @pytest.mark.parametrize("script, spawner", [("vanilla_config.py", "simple"), ("vanilla_kube_config.py", "kubespawner.KubeSpawner")])
-def test_vanilla_configs_load_the_shared_hub_part(script, spawner, monkeypatch):
-    """Both vanilla hubs get their addresses, database and login from vanilla_hub_config.py, and only the spawner differs."""
-    from traitlets.config.loader import PyFileConfigLoader
+def test_vanilla_configs_load_the_shared_hub_part(script, spawner, monkeypatch, tmp_path):
+    """Both vanilla hubs get their addresses, database and login from vanilla_hub_config.py, and only the spawner differs.
+
+    Loaded as ``jupyterhub -f /abs/path`` loads it (``Application.load_config_file``: no search path)
+    from another working directory: a subconfig looked up there is silently not found.
+    """
+    from traitlets.config.application import Application
 
     env = {"BENCH_VANILLA_DIR": "/v", "BENCH_VANILLA_PORT": "1", "BENCH_VANILLA_HUB_PORT": "2", "BENCH_VANILLA_API_PORT": "3",
            "BENCH_VANILLA_PASSWORD": "pw", "BENCH_CHP": "chp", "BENCH_VANILLA_NAMESPACE": "ns", "BENCH_VANILLA_IMAGE": "img"}  # fmt: skip
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    c = PyFileConfigLoader(script, path=str(BENCH)).load_config()
+    monkeypatch.chdir(tmp_path)
+    app = Application()
+    app.load_config_file(str(BENCH / script))
+    c = app.config
     assert (c.JupyterHub.bind_url, c.JupyterHub.hub_bind_url, c.JupyterHub.db_url) == ("http://127.0.0.1:1", "http://127.0.0.1:2", "sqlite:////v/jupyterhub.sqlite")
     assert (c.ConfigurableHTTPProxy.command, c.ConfigurableHTTPProxy.api_url) == (["chp"], "http://127.0.0.1:3")
     assert (c.JupyterHub.authenticator_class, c.DummyAuthenticator.password) == ("dummy", "pw")

@@ -61,6 +61,12 @@ IMPORT_TIME_ENV = frozenset({
     "VIRTUAL_ENV",
     "LD_LIBRARY_PATH",
     "LD_PRELOAD",
+    # read at import by what the zygote imports since issue 27 item 3 (IPython.paths, psutil)
+    "IPYTHON_SUPPRESS_CONFIG_ERRORS",
+    "IPYTHON_TESTING_TIMEOUT_SCALE",
+    "IN_SPHINX_RUN",
+    "PSUTIL_DEBUG",
+    "TZ",  # babel.localtime (singleuser.prewarm loads babel's data, which imports it)
 })
 
 #: the server commands a pool can run in-process (scripts of this environment)

@@ -3,7 +3,8 @@
 Started by :mod:`labdeck.spawner.local.warmpool` as ``python -P -s -m
 labdeck.spawner.userserver.zygote --control-fd N`` with an environment that holds nothing
 personal. It imports what ``jupyterhub-singleuser`` imports
-(:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`), freezes the heap for cheap
+(:data:`labdeck.spawner.userserver.singleuser.PREIMPORTS`), loads the data every server loads
+the same way (:func:`~labdeck.spawner.userserver.singleuser.prewarm`), freezes the heap for cheap
 copy-on-write forks and then serves the hub over the control socket:
 
 - the hub sends ``F`` with one end of a fresh socket pair (``SCM_RIGHTS``);
@@ -165,11 +166,43 @@ def become(identity: dict) -> None:
     tempfile.tempdir = None
     if identity.get("sys_path0"):
         sys.path[0] = identity["sys_path0"]
+    redo_identity_imports()
+
+
+def redo_identity_imports() -> list[str]:
+    """Redo, as the person, what modules computed at import from who imported them (home, uid).
+
+    In the zygote that was nobody's: ``send2trash.plat_other`` keeps the trash folders of
+    ``$XDG_DATA_HOME`` (or ``~/.local/share``) and the importing uid (jupyter-server's delete moves
+    files there: as the zygote's, a person's delete failed or went to the zygote's trash), and
+    ``fsspec.config`` reads ``~/.config/fsspec`` (or ``$FSSPEC_CONFIG_DIR``) and ``FSSPEC_*``.
+    Returns the modules redone (those imported).
+    """
+    import importlib
+
+    done = []
+    trash = sys.modules.get("send2trash.plat_other")
+    if trash is not None:
+        # constants and functions only; reload keeps the module's dict, so the functions that
+        # others imported by name (jupyter-server's ``send2trash``) read the new values
+        importlib.reload(trash)
+        done.append(trash.__name__)
+    fsconf = sys.modules.get("fsspec.config")
+    if fsconf is not None:
+        # fsspec.config's own import-time lines, into the same dict (fsspec.core and .spec imported ``conf`` by name)
+        fsconf.default_conf_dir = os.path.join(os.path.expanduser("~"), ".config/fsspec")
+        fsconf.conf_dir = os.environ.get("FSSPEC_CONFIG_DIR", fsconf.default_conf_dir)
+        fsconf.conf.clear()
+        fsconf.set_conf_files(fsconf.conf_dir, fsconf.conf)
+        fsconf.set_conf_env(fsconf.conf)
+        done.append(fsconf.__name__)
+    return done
 
 
 def _child(channel: socket.socket) -> int:
     """Runs in the forked child: wait for the identity, become the person, run the server."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.enable()  # the zygote imported with the collector off (see main)
     os.setsid()  # like Popen(start_new_session=True): the hub's signals are not ours
     os.closerange(3, channel.fileno())
     os.closerange(channel.fileno() + 1, 1 << 16)
@@ -251,14 +284,18 @@ def main(argv=None) -> None:
     ap.add_argument("--control-fd", type=int, required=True)
     args = ap.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
+    # Python's advice for fork without exec (gc.freeze): no collections in the parent - a collection
+    # frees objects between the imported ones, and a child's first allocations would fill those
+    # holes, copying the pages - then freeze before forking, and enable the collector in the child
+    gc.disable()
     from labdeck.spawner.userserver import lazyimports, singleuser
 
     lazyimports.install()
     before = dict(os.environ)
     singleuser.preimport()
+    singleuser.prewarm()
     record_import_env_changes(before)
-    gc.collect()
-    gc.freeze()  # keep the imported heap shared between children (copy-on-write)
+    gc.freeze()  # keep the imported heap shared between children (copy-on-write): their collections skip it
     serve(control)
 
 

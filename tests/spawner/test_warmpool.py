@@ -253,3 +253,130 @@ def test_what_imports_did_to_the_environment_is_redone_for_the_person(tmp_path):
     after, cwd = json.loads(out)
     assert after == {"HOME": "/h/p", "ZYGOTE_ONLY": "", "SET_BY_IMPORT": "quiet"}
     assert cwd == str(tmp_path)
+
+
+#: what a server process holds that was computed from who it is, as strings in module globals:
+#: every str/bytes value (in module dicts, one level into their dicts, lists and tuples) that names
+#: either home. The zygote imports PREIMPORTS as nobody; a claimed member must hold what a cold
+#: server that imported them as the person holds.
+FINGERPRINT = r"""
+import json, os, sys
+from labdeck.spawner.userserver import lazyimports, singleuser, zygote
+lazyimports.install()
+before = dict(os.environ)
+missing = singleuser.preimport()
+zygote.record_import_env_changes(before)
+if sys.argv[1] == "warm":
+    zygote.become({"argv": [], "cwd": sys.argv[2], "env": json.loads(sys.argv[3])})
+marks = (b"zyg-home-", b"person-home-")
+found = set()
+def look(where, v):
+    b = v.encode(errors="replace") if isinstance(v, str) else v
+    if any(m in b for m in marks):
+        found.add(f"{where}={b.decode(errors='replace')}")
+for name, mod in list(sys.modules.items()):
+    if name in ("__main__", "__mp_main__", "sys", "os", "posix", "posixpath") or mod is None:
+        continue
+    for key, v in list(getattr(mod, "__dict__", {}).items()):
+        if isinstance(v, (str, bytes)):
+            look(f"{name}.{key}", v)
+        elif isinstance(v, dict) and not isinstance(v, type(os.environ)):
+            for k2, v2 in list(v.items()):
+                if isinstance(v2, (str, bytes)):
+                    look(f"{name}.{key}[{k2!r}]", v2)
+        elif isinstance(v, (list, tuple)):
+            for v2 in v:
+                if isinstance(v2, (str, bytes)):
+                    look(f"{name}.{key}[]", v2)
+print(json.dumps({"found": sorted(found), "missing": missing}))
+"""
+
+
+def test_a_claimed_member_holds_what_a_cold_server_computed_from_the_persons_home(tmp_path):
+    """The zygote imports everything in PREIMPORTS as nobody (its own HOME); after ``become`` a member's
+    modules must hold the person's home where a cold server's do (send2trash's trash, fsspec's config
+    folder), and the zygote's home nowhere. Fails when a preimported module keeps an import-time path."""
+    import subprocess
+
+    zyg_home, person_home = tmp_path / "zyg-home-1", tmp_path / "person-home-1"
+    zyg_home.mkdir()
+    person_home.mkdir()
+    (person_home / ".config" / "fsspec").mkdir(parents=True)
+    (person_home / ".config" / "fsspec" / "conf.json").write_text('{"file": {"auto_mkdir": true}}')
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    person = {**base, "HOME": str(person_home), "USER": "p"}
+
+    def fingerprint(kind, env):
+        out = subprocess.run([sys.executable, "-P", "-c", FINGERPRINT, kind, str(tmp_path), json.dumps(person)],
+                             env=env, capture_output=True, text=True, timeout=180, cwd=str(tmp_path))  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+
+    warm = fingerprint("warm", {**base, "HOME": str(zyg_home), "USER": "zygote"})
+    cold = fingerprint("cold", person)
+    assert warm["missing"] == cold["missing"]
+    # the interpreter's start, not imports: site's user base (the zygote runs with -s: no user site for anyone)
+    ignore = ("site.USER_BASE=", "site.USER_SITE=", "sysconfig._CONFIG_VARS['userbase']=")
+    warm_found = [f for f in warm["found"] if not f.startswith(ignore)]
+    cold_found = [f for f in cold["found"] if not f.startswith(ignore)]
+    assert not [f for f in warm_found if "zyg-home-" in f], warm_found
+    assert warm_found == cold_found
+    # what it checks is there: a cold server keeps the person's trash folder and fsspec config folder
+    assert any(f.startswith("send2trash.plat_other.HOMETRASH=") for f in cold_found), cold_found
+    assert any(f.startswith("fsspec.config.conf_dir=") for f in cold_found), cold_found
+
+
+def test_redo_identity_imports_reads_the_persons_fsspec_config_into_the_same_dict(tmp_path, monkeypatch):
+    fsconf = pytest.importorskip("fsspec.config")
+    from labdeck.spawner.userserver import zygote
+
+    (tmp_path / ".config" / "fsspec").mkdir(parents=True)
+    (tmp_path / ".config" / "fsspec" / "conf.json").write_text('{"memory": {"skip_instance_cache": true}}')
+    conf = fsconf.conf
+    saved = (dict(conf), fsconf.conf_dir, fsconf.default_conf_dir)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("FSSPEC_CONFIG_DIR", raising=False)
+    try:
+        assert "fsspec.config" in zygote.redo_identity_imports()
+        assert fsconf.conf is conf  # fsspec.core/spec hold this dict by name
+        assert conf["memory"] == {"skip_instance_cache": True}
+        assert fsconf.conf_dir == str(tmp_path / ".config/fsspec")
+    finally:
+        conf.clear()
+        conf.update(saved[0])
+        fsconf.conf_dir, fsconf.default_conf_dir = saved[1], saved[2]
+
+
+TRANSLATIONS = r"""
+import json, sys
+from labdeck.spawner.userserver import lazyimports, singleuser
+lazyimports.install()
+singleuser.preimport()
+warmed = singleuser.prewarm() if sys.argv[1] == "warm" else []
+from babel import localedata
+cached = sorted(getattr(localedata, "_cache", {}))
+from jupyterlab_server import translation_utils as t
+names = [t.get_display_name(a, b) for a, b in (("en", "en"), ("fr", "en"), ("en", "fr"), ("de", "de"), ("xx", "en"))]
+print(json.dumps({"warmed": warmed, "cached": cached, "names": names, "localtime": "babel.localtime" in sys.modules}))
+"""
+
+
+def test_prewarmed_babel_data_answers_like_a_cold_server():
+    """The zygote loads babel's English data once (singleuser.prewarm); JupyterLab's language names
+    come out as a cold server's, other languages still load on demand, and TZ (read by what it imports)
+    decides which pool a claim can use."""
+    import subprocess
+
+    def run(kind):
+        out = subprocess.run([sys.executable, "-P", "-c", TRANSLATIONS, kind], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+
+    warm, cold = run("warm"), run("cold")
+    assert warm["warmed"] == ["babel"]
+    assert "en" in warm["cached"] and "en" not in cold["cached"]
+    assert warm["names"] == cold["names"]
+    assert warm["names"][:2] == ["English", "French"]
+    if warm["localtime"]:
+        assert "TZ" in warmpool.IMPORT_TIME_ENV
+        assert warmpool.import_time_env({"TZ": "Europe/Paris", "HOME": "/h"}) == {"TZ": "Europe/Paris"}
