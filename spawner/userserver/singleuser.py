@@ -120,6 +120,9 @@ def run(argv: list[str]) -> int:
     from labdeck.spawner.userserver import launchers
 
     launchers.install()  # no RStudio tile where rserver is missing
+    from labdeck.spawner.userserver import kernelports
+
+    kernelports.install()  # kernel ports that outgoing connections cannot take
     from jupyterhub.singleuser import main as singleuser_main
 
     sys.argv = ["jupyterhub-singleuser", *argv]

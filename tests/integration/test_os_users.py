@@ -148,8 +148,9 @@ def test_bob_cannot_read_alices_processes_home_credentials_or_platform_secrets(t
     )
     out = run(bob, code).splitlines()
     assert out == [f"DENIED {t}" for t in targets + listings]
-    # alice herself reads her own environment (her token is hers)
-    assert run(alice, f"print('JUPYTERHUB_API_TOKEN=' in open('/proc/{server_pid}/environ').read())") == "True"
+    # alice herself reads her own environment (her token is hers). The kernel's: a warm server's
+    # /proc/<pid>/environ is the zygote's initial, non-personal one (README, "Warm pool")
+    assert run(alice, f"print('JUPYTERHUB_API_TOKEN=' in open('/proc/{kernel_pid}/environ').read())") == "True"
 
 
 def test_a_token_bob_cannot_read_cannot_be_used(team, alice, bob):

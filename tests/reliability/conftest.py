@@ -85,14 +85,27 @@ def restarted(plat: Platform, component: str, old_pid: int) -> int:
 
 
 def server_pid(plat: Platform, username: str) -> int | None:
-    hub = psutil.Process(pid_of(plat, "hub"))
-    for p in hub.children():
-        try:
-            if p.environ().get("JUPYTERHUB_USER") == username:
-                return p.pid
-        except psutil.Error:
-            continue
-    return None
+    """The pid of the user's running default server, as the hub recorded it (its database).
+
+    A warm server is a child of the warm pool's zygote, not of the hub, and
+    its ``/proc/<pid>/environ`` is the zygote's: the hub's record is what
+    names it.
+    """
+    import json
+    import sqlite3
+
+    with sqlite3.connect(plat.state_dir / "jupyterhub.sqlite", timeout=10) as db:
+        row = db.execute(
+            "select s.state from spawners s join users u on s.user_id = u.id where u.name = ? and s.name = ''", (username,)
+        ).fetchone()
+    pid = json.loads(row[0] or "{}").get("pid") if row else None
+    if not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 S3_CALL = (

@@ -46,7 +46,7 @@ def test_hub_restart_keeps_servers_sessions_and_credentials(make_platform, sig):
     # hub), still known to the hub as ready
     proc = psutil.Process(pid)
     assert proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    assert proc.environ().get("JUPYTERHUB_USER") == "alice"
+    assert server_pid(plat, "alice") == pid  # still the one the hub has on record for alice
     srv = alice.api("GET", "/users/alice").json()["servers"][""]
     assert srv["ready"], srv
     # the same browser cookie still works, and so does the route through the proxy
