@@ -129,15 +129,15 @@ def start_platform(
     raise RuntimeError(f"labdeck up not ready after {timeout}s:\n{plat.logs()}")
 
 
-def session_platform(prefix: str, extra_env: dict | None = None):
-    """A session-scoped pytest fixture: one ``labdeck up`` in ``<tmp>/<prefix>N/state``, stopped at the end.
+def session_platform(prefix: str, extra_env: dict | None = None, scope: str = "session"):
+    """A pytest fixture (session-scoped unless ``scope``): one ``labdeck up`` in ``<tmp>/<prefix>N/state``, stopped at the end.
 
     Each test folder that needs a running platform names its own (``platform = session_platform(...)``
     in its conftest), so folders with different settings never share one by accident.
     """
     import pytest
 
-    @pytest.fixture(scope="session")
+    @pytest.fixture(scope=scope)
     def platform(tmp_path_factory):
         plat = start_platform(tmp_path_factory.mktemp(prefix) / "state", extra_env=extra_env)
         try:

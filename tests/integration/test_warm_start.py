@@ -18,18 +18,12 @@ import requests
 from labdeck.hub import contract
 from labdeck.hub.login import NOTE
 from tests.helpers.hubclient import HubClient
-from tests.helpers.platform import start_platform
+from tests.helpers.platform import session_platform
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    plat = start_platform(tmp_path_factory.mktemp("warm-start") / "state")
-    try:
-        yield plat
-    finally:
-        plat.stop()
+platform = session_platform("warm-start", scope="module")  # a platform of its own
 
 
 def hub_log(plat) -> str:

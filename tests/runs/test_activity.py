@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.helpers.hubclient import HubClient
-from tests.helpers.platform import start_platform
+from tests.helpers.platform import session_platform
 
 from labdeck.runs.launcher import HubLauncher
 
@@ -31,13 +31,7 @@ CULL_TIMEOUT = 3  # seconds of inactivity the culler allows
 SILENT_CELL = 12  # seconds the run sits in one cell without output
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    plat = start_platform(tmp_path_factory.mktemp("labdeck-activity") / "state")
-    try:
-        yield plat
-    finally:
-        plat.stop()
+platform = session_platform("labdeck-activity", scope="module")  # a platform of its own
 
 
 def hub_api(platform) -> str:
