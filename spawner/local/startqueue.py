@@ -55,10 +55,9 @@ class StartQueue:
                     if on_wait is not None and ahead != last:
                         on_wait(ahead)
                         last = ahead
-                    try:
-                        await asyncio.wait_for(asyncio.shield(fut), report_every)
-                    except asyncio.TimeoutError:
-                        pass
+                    # not asyncio.wait_for: on Python 3.11 it swallows a cancellation (a stop
+                    # during start) that arrives in the turn the slot is handed over
+                    await asyncio.wait({fut}, timeout=report_every)
             except BaseException:
                 if fut in self._waiting:
                     self._waiting.remove(fut)

@@ -214,7 +214,8 @@ class WarmPool:
         hub_end.setblocking(False)
         self.control = hub_end
         try:
-            line = await asyncio.wait_for(self._readline(), self.ready_timeout)
+            async with asyncio.timeout(self.ready_timeout):  # not wait_for: it can swallow a cancellation (3.11)
+                line = await self._readline()
         except (asyncio.TimeoutError, ZygoteGone, OSError) as e:
             self.log.warning("warm pool: the zygote did not get ready (%s); servers start cold", type(e).__name__)
             self.close()
@@ -252,7 +253,8 @@ class WarmPool:
             finally:
                 child_end.close()
             try:
-                line = await asyncio.wait_for(self._readline(), 10)
+                async with asyncio.timeout(10):
+                    line = await self._readline()
             except (asyncio.TimeoutError, ZygoteGone, OSError):
                 hub_end.close()
                 self._lost()
@@ -296,10 +298,16 @@ class WarmPool:
                     return None
             self.refill()
             try:
-                await asyncio.wait_for(loop.sock_sendall(member.channel, frame), timeout)
-                answer = await asyncio.wait_for(loop.sock_recv(member.channel, 64), timeout)
+                async with asyncio.timeout(timeout):  # a stop during the claim stops it (wait_for could swallow that)
+                    await loop.sock_sendall(member.channel, frame)
+                async with asyncio.timeout(timeout):
+                    answer = await loop.sock_recv(member.channel, 64)
             except (OSError, asyncio.TimeoutError):
                 answer = b""
+            except BaseException:  # cancelled (a stop during the start): the member may hold the identity
+                member.discard()
+                _kill(member.pid)
+                raise
             member.discard()
             if answer == b"OK":
                 self.claims += 1

@@ -72,3 +72,42 @@ async def test_zero_slots_means_no_limit():
     async with q.slot():
         async with q.slot():
             assert q.waiting == 0
+
+
+async def test_a_stop_arriving_as_the_slot_is_handed_over_still_stops_the_start():
+    """A waiter cancelled in the loop turn its slot is handed over is cancelled, and the slot goes on.
+
+    (``asyncio.wait_for`` on Python 3.11 returned the slot instead and the
+    start went on as if no stop had been asked for.)
+    """
+    swallowed = 0
+    for turns in range(6):
+        q = StartQueue(1)
+        holder_done = asyncio.Event()
+        entered = []
+
+        async def holder():
+            async with q.slot():
+                await holder_done.wait()
+
+        async def waiter():
+            async with q.slot(report_every=0.5):
+                entered.append(True)
+
+        h = asyncio.ensure_future(holder())
+        await asyncio.sleep(0)
+        w = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.01)  # the waiter is in line
+        holder_done.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if w.cancel():
+            try:
+                await w
+                swallowed += 1 if entered else 0
+            except asyncio.CancelledError:
+                pass
+        await h
+        await asyncio.sleep(0)
+        assert q.active == 0 and q.waiting == 0  # nothing held, nobody left in line
+    assert swallowed == 0

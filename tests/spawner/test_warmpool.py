@@ -380,3 +380,22 @@ def test_prewarmed_babel_data_answers_like_a_cold_server():
     if warm["localtime"]:
         assert "TZ" in warmpool.IMPORT_TIME_ENV
         assert warmpool.import_time_env({"TZ": "Europe/Paris", "HOME": "/h"}) == {"TZ": "Europe/Paris"}
+
+
+async def test_a_claim_cancelled_by_a_stop_leaves_no_server_behind(tmp_path, hub_api):
+    """A stop during the start cancels the claim: the member that may hold the identity is killed."""
+    pool = await _ready_pool(1)
+    try:
+        member = pool.members[0].pid
+        home = str(tmp_path / "stopped")
+        os.makedirs(home)
+        identity = warmpool.identity_for(CMD, ["--allow-root"] if os.geteuid() == 0 else [], _server_env("stopped", home, _port(), hub_api), home)
+        claim = asyncio.ensure_future(pool.claim(identity))
+        while pool.members and pool.members[0].pid == member:  # until the claim took it
+            await asyncio.sleep(0)
+        claim.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await claim
+        assert _gone(member)
+    finally:
+        pool.close()
