@@ -264,7 +264,7 @@ class BrokerApp(LabdeckServiceApp):
             if provider is None:
                 continue
             # the person's groups now, and the grants now: a refresh never extends a revoked grant
-            ident = Identity(name=name, groups=tuple(sorted(await self.groups_of(name))))
+            ident = Identity(name=name, groups=await self.groups_of(name))  # sorted, as identify() gives them
             try:
                 await self.credentials(provider, ident, refresh=True)
                 done += 1

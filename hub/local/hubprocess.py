@@ -1,7 +1,7 @@
 """The hub process of the embedded default: JupyterHub, warm from its first second.
 
 ``python -m labdeck.hub.local.hubprocess -f <config>`` runs :class:`LabdeckLocalHub`,
-JupyterHub with two additions for ``labdeck up``:
+JupyterHub with three additions for ``labdeck up``:
 
 - the user server's lazy imports (:mod:`labdeck.spawner.userserver.lazyimports`):
   JupyterHub imports ``jupyter_events`` → ``jsonschema`` → ``rfc3987_syntax``,
@@ -14,9 +14,9 @@ JupyterHub with two additions for ``labdeck up``:
   waits on it before its banner, so the first person after a start gets a
   warm server. The answer holds no more than that;
 - its sqlite database in write-ahead-log mode with ``synchronous=NORMAL``
-  (:func:`tune_sqlite`): a commit no longer waits for the disk (an fsync per
-  commit was a fifth of the hub's time in a storm of 40, on the one thread
-  that serves everyone). A crash of the machine can lose the last commits,
+  (:func:`tune_sqlite`): a commit no longer waits for the disk on the one
+  thread that serves everyone (commits were a fifth of the hub's profile
+  samples in a storm of 40; the storm's times did not measurably change). A crash of the machine can lose the last commits,
   never the database's consistency. The state directory is a local disk; the
   chart's hub keeps sqlite's defaults, as its database may be on a network
   volume, where WAL is unsafe. The database file (and so its WAL) is 0600.

@@ -7,7 +7,7 @@ activity reports, broker calls, the proxy's connections) opens many: one of
 them can take a port in that moment, and the kernel dies with "Address already
 in use" (seen with four people starting kernels at once, every restart of the
 kernel hitting it again). The ports here come from outside that range, as
-``labdeck up`` picks its own listening ports (:func:`labdeck.hub.local.waits.free_port`),
+``labdeck up`` picks its own listening ports (:func:`labdeck.hub.ports.free_port`),
 where only other listeners can meet them. Installed by :func:`install` in
 every user server (:func:`labdeck.spawner.userserver.singleuser.run`).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from jupyter_client.connect import LocalPortCache
 
-from labdeck.hub.local.waits import free_port
+from labdeck.hub.ports import free_port
 
 TRIES = 100
 

@@ -66,6 +66,7 @@ PREIMPORTS = [
     "labdeck.credentials.metadata",
     "labdeck.spawner.userserver.oomwatch",
     "labdeck.spawner.userserver.launchers",
+    "labdeck.spawner.userserver.kernelports",  # installed by run(); imports jupyter_client.connect
     # the kernel spec manager's first listing (JupyterLab asks at once): the native kernel's spec
     # and IPython.paths (jupyter_client adds ~/.ipython/kernels; importing IPython is 66 modules)
     "ipykernel.kernelspec",

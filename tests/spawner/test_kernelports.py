@@ -7,7 +7,7 @@ import sys
 
 from jupyter_client.connect import LocalPortCache
 
-from labdeck.hub.local.waits import _ephemeral_range
+from labdeck.hub.ports import _ephemeral_range
 from labdeck.spawner.userserver import kernelports
 
 
