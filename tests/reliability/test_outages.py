@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -49,7 +50,17 @@ def broker_credentials(plat, client, timeout: float = 120) -> requests.Response:
 def test_sts_outage_serves_cached_credentials_and_recovers(make_platform):
     plat, tracker = make_platform()
     alice, kernel = running_user(plat, tracker, "alice")
-    bob = login(plat, "bob")  # logged in, never had credentials
+    # bob: an account and a token made by an admin, never logged in, so never had credentials
+    # (a login issues them: hub/login.py)
+    admin = login(plat, "admin")
+    assert admin.api("POST", "/users/bob").status_code == 201
+    made = admin.api("POST", "/users/bob/tokens", json={"expires_in": 3600, "note": "outage test"})
+    assert made.status_code == 201, made.text
+    bob = SimpleNamespace(headers=lambda: {"Authorization": f"token {made.json()['token']}"})
+    # carol logged in before the outage: her credentials were issued then
+    carol = login(plat, "carol")
+    hub_log = plat.state_dir / "logs" / "hub.log"
+    wait_for(lambda: "Credentials for carol issued at login" in hub_log.read_text(), timeout=60, what="carol's credentials at login")
     pids = {c: pid_of(plat, c) for c in ("aws", "proxy", "hub", "broker")}
     aws = psutil.Process(pids["aws"])
 
@@ -60,6 +71,11 @@ def test_sts_outage_serves_cached_credentials_and_recovers(make_platform):
         assert r["rc"] == 0, r
         assert "AccessKeyId" in r["keys"] and "Expiration" in r["keys"]
         assert r["s"] < 5, r
+
+        # so are carol's, issued at her login, though she never asked herself
+        t = time.monotonic()
+        assert broker_credentials(plat, carol, timeout=BOUNDED_S).status_code == 200
+        assert time.monotonic() - t < 5
 
         # a new request fails with a readable error, in bounded time
         t = time.monotonic()
