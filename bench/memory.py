@@ -53,6 +53,7 @@ from people import User, person  # noqa: E402
 from procs import _tree  # noqa: E402
 from report import fmt, machine, table, write_json  # noqa: E402
 import smaps  # noqa: E402
+from labdeck.spawner.local import pagemerge  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -83,7 +84,8 @@ def snapshot(system, names: list[str]) -> smaps.Snapshot:
         if r is None:
             continue
         kind = "services" if i.pid == roles["services_parent"] else smaps.classify(i, roles)
-        snap.procs.append({"pid": i.pid, "ppid": i.ppid, "kind": kind, "cmd": " ".join(i.cmdline)[:160], **r})
+        snap.procs.append({"pid": i.pid, "ppid": i.ppid, "kind": kind, "cmd": " ".join(i.cmdline)[:160],
+                           "ksm_merge_any": pagemerge.process_marked(i.pid), **r})  # fmt: skip
     return snap
 
 
@@ -93,15 +95,22 @@ def excluded_pids(system) -> set[int]:
     return ours - {p.pid for p in _tree(system.proc.pid)}
 
 
-def settle(system, names: list[str], limit: float, interval: float = 3.0) -> tuple[smaps.Snapshot, int, int]:
+def settle(system, names: list[str], limit: float, interval: float = 3.0, ksm_scans: int = 0) -> tuple[smaps.Snapshot, int, int]:
     """Sample until the system's PSS stops moving (bounded by ``limit`` s); the last snapshot,
-    the system-wide PSS without the benchmark, and how many samples it took."""
+    the system-wide PSS without the benchmark, and how many samples it took.
+
+    With the kernel's same-page merging running and the system's servers marked for it, memory
+    also waits for ``ksm_scans`` full scans of the KSM daemon: it merges a page only once the page
+    has stayed the same from one scan to the next, so memory can look still between its scans."""
     samples: list[int] = []
     deadline = time.monotonic() + limit
+    ksm0 = smaps.ksm_state()
     while True:
         snap = snapshot(system, names)
         samples.append(snap.total)
-        if smaps.settled(samples) or time.monotonic() > deadline:
+        merging = ksm_scans and any(p.get("ksm_merge_any") for p in snap.procs)
+        scanned = not merging or smaps.scans_since(ksm0, smaps.ksm_state()) >= ksm_scans
+        if (smaps.settled(samples) and scanned) or time.monotonic() > deadline:
             return snap, smaps.system_pss(excluded_pids(system)), len(samples)
         time.sleep(interval)
 
@@ -125,6 +134,16 @@ def open_lab(browser, user: User, timeout: float) -> float:
         ctx.close()
 
 
+PROC_KEYS = ("pid", "ppid", "kind", "cmd", "Pss", "Pss_Anon", "Private_Dirty", "Shared_Clean", "ksm_merge_any")
+
+
+def ksm_cpu_percent(before: dict | None, after: dict | None, seconds: float) -> float | None:
+    """The KSM daemon's CPU use between two readings, in % of one core."""
+    if not before or not after or "ksmd_cpu_s" not in after or seconds <= 0:
+        return None
+    return round(100 * (after["ksmd_cpu_s"] - before["ksmd_cpu_s"]) / seconds, 2)
+
+
 def kinds_mib(snap: smaps.Snapshot) -> dict:
     return {k: {"count": v["count"], "pss_mib": round(smaps.mib(v["Pss"]), 1), "private_dirty_mib": round(smaps.mib(v["Private_Dirty"]), 1)}
             for k, v in snap.by_kind().items()}  # fmt: skip
@@ -138,7 +157,8 @@ def measure(name: str, n: int, browser, args) -> dict:
     users: list[User] = []
     try:
         system.start()
-        before, before_sys, k0 = settle(system, names, args.settle)
+        before, before_sys, k0 = settle(system, names, args.settle, ksm_scans=args.ksm_scans)
+        ksm_before, t_before = smaps.ksm_state(), time.monotonic()
         load_before = os.getloadavg()[0]
         lab_s = []
         tag = name.replace("labdeck", "ld").replace("vanilla", "va")
@@ -146,7 +166,7 @@ def measure(name: str, n: int, browser, args) -> dict:
         mid = None
         for i in range(n):
             if i == half and half > 0:
-                mid, _, _ = settle(system, names, args.settle)
+                mid, _, _ = settle(system, names, args.settle, ksm_scans=args.ksm_scans)
             u = User(system.url, person(f"m{i:02d}-{tag}"))
             u.login(system.password)
             u.request_spawn()
@@ -155,7 +175,8 @@ def measure(name: str, n: int, browser, args) -> dict:
             names.append(u.name)
             lab_s.append(open_lab(browser, u, args.timeout))
             system.remember()
-        after, after_sys, k1 = settle(system, names, args.settle)
+        after, after_sys, k1 = settle(system, names, args.settle, ksm_scans=args.ksm_scans)
+        ksm_after, t_after = smaps.ksm_state(), time.monotonic()
         load_after = os.getloadavg()[0]
         servers = [p for p in after.procs if p["kind"] == "server"]
         out = {
@@ -173,12 +194,17 @@ def measure(name: str, n: int, browser, args) -> dict:
             "load_before": round(load_before, 2),
             "load_after": round(load_after, 2),
             "lab_shown_s": lab_s,
+            # the kernel's same-page merging: its counters, and the CPU its daemon used from before to after
+            "ksm_before": ksm_before,
+            "ksm_after": ksm_after,
+            "ksmd_cpu_percent": ksm_cpu_percent(ksm_before, ksm_after, t_after - t_before),
+            "servers_marked_for_merging": sum(1 for p in servers if p.get("ksm_merge_any")),
             "kinds_before": kinds_mib(before),
             "kinds_after": kinds_mib(after),
             "server_pss_median_mib": smaps.mib(statistics.median(p["Pss"] for p in servers)) if servers else None,
             "server_private_dirty_median_mib": smaps.mib(statistics.median(p["Private_Dirty"] for p in servers)) if servers else None,
-            "processes_before": [{k: p[k] for k in ("pid", "ppid", "kind", "cmd", "Pss", "Pss_Anon", "Private_Dirty", "Shared_Clean")} for p in before.procs],
-            "processes_after": [{k: p[k] for k in ("pid", "ppid", "kind", "cmd", "Pss", "Pss_Anon", "Private_Dirty", "Shared_Clean")} for p in after.procs],
+            "processes_before": [{k: p[k] for k in PROC_KEYS} for p in before.procs],
+            "processes_after": [{k: p[k] for k in PROC_KEYS} for p in after.procs],
         }
         return out
     finally:
@@ -194,7 +220,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=20, help="people, each opening JupyterLab once")
     ap.add_argument("--systems", default="labdeck,vanilla", help="vanilla, labdeck, labdeck-<variant> (common.VARIANTS)")
-    ap.add_argument("--settle", type=float, default=120, help="at most this long (s) waiting for memory to stop moving")
+    ap.add_argument("--settle", type=float, default=600, help="at most this long (s) waiting for memory to stop moving")
+    ap.add_argument("--ksm-scans", type=int, default=2,
+                    help="with same-page merging on, also wait for this many full scans of the kernel's KSM daemon")
     ap.add_argument("--timeout", type=float, default=180, help="per person: spawn, and JupyterLab shown (s)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--keep-logs", action="store_true", help="copy each system's logs to <out>/logs/")
@@ -245,6 +273,9 @@ def main(argv=None) -> int:
                        "kernels", "load"]))
     for name, r in results.items():
         print(f"{name}: " + ", ".join(f"{k} {v['count']}× {v['pss_mib']} MiB" for k, v in r["kinds_after"].items()))
+        if r["servers_marked_for_merging"]:
+            print(f"{name}: {r['servers_marked_for_merging']} servers marked for same-page merging; the KSM daemon used "
+                  f"{fmt(r['ksmd_cpu_percent'], nd=2)}% of a core from before to after")
     print(f"wrote {path}")
     return 0
 

@@ -148,3 +148,45 @@ MIB = float(1 << 20)
 
 def mib(x: float | None) -> float | None:
     return None if x is None else x / MIB
+
+
+# ----------------------------------------------------------------- KSM (same-page merging)
+
+KSM_DIR = "/sys/kernel/mm/ksm"
+KSM_COUNTERS = ("run", "full_scans", "pages_shared", "pages_sharing", "pages_to_scan", "sleep_millisecs")
+
+
+def ksmd_pid() -> int | None:
+    """The kernel's KSM daemon thread (``comm`` ksmd)."""
+    for pid in all_pids():
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "ksmd":
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+def ksm_state(pid: int | None = None) -> dict | None:
+    """The KSM counters now (pages, scans) and the daemon's CPU seconds so far; None without KSM."""
+    out: dict = {}
+    try:
+        for name in KSM_COUNTERS:
+            with open(f"{KSM_DIR}/{name}") as f:
+                out[name] = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    pid = pid or ksmd_pid()
+    if pid:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out["ksmd_cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return out
+
+
+def scans_since(before: dict | None, now: dict | None) -> int:
+    """Full scans the KSM daemon finished between two :func:`ksm_state` readings (0 when it is off)."""
+    if not before or not now or now["run"] != 1:
+        return 0
+    return now["full_scans"] - before["full_scans"]

@@ -23,7 +23,11 @@ from . import contract
 MODE_TABLE: dict[str, str] = {
     # -- backend: local processes or pods
     "JupyterHub.spawner_class": "backend: LabdeckLocalProcessSpawner runs processes, LabdeckKubeSpawner runs pods",
-    "LabdeckLocalProcessSpawner.*": "backend: local homes directory, OS users, the servers' interpreter and their cgroups (only the local backend has them; a pod's limits come from the same Spawner.mem_limit/cpu_limit)",
+    "LabdeckLocalProcessSpawner.*": (
+        "backend: local homes directory, OS users, the servers' interpreter and their cgroups (only the local backend has them; "
+        "a pod's limits come from the same Spawner.mem_limit/cpu_limit), and the forked warm pool's same-page merging "
+        "(page_merging: pods are not forked from one zygote, and KSM is a setting of the node)"
+    ),
     "JupyterHub.tornado_settings": "TLS: with LABDECK_TLS_* the embedded default's proxy serves HTTPS itself, so the hub adds HSTS and secure cookies (on Kubernetes TLS ends before the proxy Service)",
     "JupyterHub.template_vars": "backend: local servers without OS users are not isolated, and every page says so",
     "KubeSpawner.*": "backend: pod spec (image, namespace, storage, labels, security) exists only on Kubernetes",

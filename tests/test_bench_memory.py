@@ -98,3 +98,21 @@ def test_per_person_and_settled():
     assert not smaps.settled([1 * mib, 1 * mib])  # not enough samples yet
     assert smaps.settled([9 * mib, 5 * mib, 5 * mib + 10, 5 * mib])
     assert not smaps.settled([5 * mib, 7 * mib, 5 * mib])
+
+
+def test_ksm_scans_count_only_while_the_daemon_runs():
+    before = {"run": 1, "full_scans": 10}
+    assert smaps.scans_since(before, {"run": 1, "full_scans": 13}) == 3
+    assert smaps.scans_since(before, {"run": 0, "full_scans": 13}) == 0
+    assert smaps.scans_since(None, {"run": 1, "full_scans": 13}) == 0
+
+
+def test_ksm_state_of_this_machine():
+    state = smaps.ksm_state()
+    if not os.path.isdir(smaps.KSM_DIR):
+        assert state is None
+        return
+    assert set(smaps.KSM_COUNTERS) <= set(state)
+    assert state["run"] in (0, 1, 2) and state["full_scans"] >= 0
+    if os.path.exists(f"/proc/{smaps.ksmd_pid()}/stat"):
+        assert state["ksmd_cpu_s"] >= 0

@@ -24,10 +24,10 @@ import time
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import random_port
-from traitlets import Bool, Integer, default
+from traitlets import Bool, Enum, Integer, default
 
 from labdeck.spawner import readiness
-from labdeck.spawner.local import warmpool
+from labdeck.spawner.local import pagemerge, warmpool
 from labdeck.spawner.local.startqueue import StartQueue
 
 _QUEUES: dict[int, StartQueue] = {}
@@ -61,6 +61,31 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         script), ``shell_cmd`` or ``popen_kwargs`` always start cold.
 
         .. versionadded:: 0.2
+        """,
+    )
+
+    page_merging = Enum(
+        pagemerge.SETTINGS,
+        default_value="start",
+        config=True,
+        help="""Let the kernel merge the pages that warm-pool servers hold alike (KSM, Linux 6.4+).
+
+        Each server copies ~30 MiB of the zygote's pages by using them (CPython
+        writes reference counts); those copies are the same in every server, and
+        the kernel's same-page merging keeps one of each. Only servers' pages are
+        merged, with each other; a write copies a page again.
+
+        - ``"off"``: servers are not marked.
+        - ``"marked"``: servers are marked; they are merged while the machine's
+          KSM daemon runs (``/sys/kernel/mm/ksm/run``), which is the admin's to start.
+        - ``"start"``: as ``"marked"``, and a hub running as root starts the KSM
+          daemon if it is stopped (logged; left on: it sleeps while nothing is marked).
+
+        What merging can reveal (timing of a write to a page whose full 4 KiB
+        another person guessed) and why secrets stay out of reach:
+        :mod:`labdeck.spawner.local.pagemerge`. Only with the warm pool.
+
+        .. versionadded:: 0.5
         """,
     )
 
@@ -107,7 +132,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
                 return
             recipe = self._warm_recipe()[0]
             if recipe is not None:
-                warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log)
+                self._warm_pool(recipe)
 
     # -------------------------------------------------------------- pool
 
@@ -123,7 +148,13 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         recipe = probe._warm_recipe()[0] if probe.warm_pool_size > 0 else None
         if recipe is None:
             return []
-        return [warmpool.pool_for(recipe, probe.warm_pool_size, probe._warm_base_env(), logger=log)]
+        pagemerge.ensure_daemon(probe.page_merging, logger=log)
+        return [probe._warm_pool(recipe)]
+
+    def _warm_pool(self, recipe: warmpool.Recipe) -> warmpool.WarmPool:
+        return warmpool.pool_for(
+            recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log, merge_pages=pagemerge.marks_servers(self.page_merging)
+        )
 
     def _warm_base_env(self) -> dict:
         """The zygote's environment: what every server shares (``env_keep``), nothing personal."""
@@ -152,7 +183,7 @@ class FastLocalProcessSpawner(SimpleLocalProcessSpawner):
         if recipe is None:
             self.log.debug("Warm pool not used for %s: %s", self._log_name, why)
             return None
-        pool = warmpool.pool_for(recipe, self.warm_pool_size, self._warm_base_env(), logger=self.log)
+        pool = self._warm_pool(recipe)
         identity = warmpool.identity_for(list(self.cmd), args, env, self.home_dir, self.warm_ids(), self.warm_umask(), self.warm_cgroup_procs())
         return await pool.claim(identity)
 

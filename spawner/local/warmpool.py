@@ -40,6 +40,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 
+from labdeck.spawner.local import pagemerge
 from labdeck.spawner.userserver import zygote
 
 #: environment variables read at *import* time by what the zygote imports
@@ -158,10 +159,11 @@ class ZygoteGone(Exception):
 class WarmPool:
     """A zygote and its pre-forked members for one :class:`Recipe`."""
 
-    def __init__(self, recipe: Recipe, size: int, base_env: dict, ready_timeout: float = 120, logger=None):
+    def __init__(self, recipe: Recipe, size: int, base_env: dict, ready_timeout: float = 120, logger=None, merge_pages: bool = False):
         self.log = logger or log
         self.recipe = recipe
         self.size = size
+        self.merge_pages = merge_pages  # the zygote marks itself for KSM (labdeck.spawner.local.pagemerge)
         self.base_env = dict(base_env)
         self.ready_timeout = ready_timeout
         self.members: deque[Member] = deque()
@@ -205,6 +207,8 @@ class WarmPool:
         if sys.prefix == sys.base_prefix:
             argv.append("-s")  # no hub user's site-packages in other people's servers
         argv += ["-m", "labdeck.spawner.userserver.zygote", "--control-fd", str(zyg_end.fileno())]
+        if self.merge_pages:
+            argv.append("--merge-pages")
         try:
             self.proc = subprocess.Popen(
                 argv, env=env, cwd="/", stdin=subprocess.DEVNULL, pass_fds=[zyg_end.fileno()], start_new_session=True,
@@ -226,7 +230,10 @@ class WarmPool:
             return
         self.ready = True
         self._failed_at = None
-        self.log.info("warm pool: zygote %s ready (%d members)", self.proc.pid, self.size)
+        merging = ""
+        if self.merge_pages:
+            merging = ", servers marked for same-page merging" if pagemerge.process_marked(self.proc.pid) else ", servers not marked for same-page merging"
+        self.log.info("warm pool: zygote %s ready (%d members%s)", self.proc.pid, self.size, merging)
         self.refill()
 
     async def _readline(self) -> str:
@@ -349,11 +356,11 @@ def _kill(pid: int) -> None:
 _POOLS: dict[Recipe, WarmPool] = {}
 
 
-def pool_for(recipe: Recipe, size: int, base_env: dict, logger=None) -> WarmPool:
+def pool_for(recipe: Recipe, size: int, base_env: dict, logger=None, merge_pages: bool = False) -> WarmPool:
     """The process-wide pool of ``recipe`` (created on first use, started in the background)."""
     pool = _POOLS.get(recipe)
     if pool is None:
-        pool = _POOLS[recipe] = WarmPool(recipe, size, base_env, logger=logger)
+        pool = _POOLS[recipe] = WarmPool(recipe, size, base_env, logger=logger, merge_pages=merge_pages)
     pool.size = size
     pool.ensure_started()
     return pool

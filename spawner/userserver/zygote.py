@@ -27,6 +27,7 @@ Pure parts (message framing, identity checks) are plain functions, tested in
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import os
@@ -40,6 +41,8 @@ IDENTITY_KEYS = {"argv", "env", "cwd", "uid", "gid", "groups", "umask", "sys_pat
 #: where a claim may ask a member to join its cgroups (labdeck.spawner.local.cgroups)
 CGROUP_ROOT = "/sys/fs/cgroup/"
 MAX_MESSAGE = 1 << 20
+#: linux/prctl.h (Linux 6.4+): mark every anonymous page of this process, and of its children, for KSM
+PR_SET_MEMORY_MERGE = 67
 
 
 class IdentityError(ValueError):
@@ -279,9 +282,25 @@ def serve(control: socket.socket) -> None:
         control.sendall(f"P {pid}\n".encode())
 
 
+def mark_mergeable() -> str:
+    """Mark this process and the children it forks for the kernel's same-page merging; '' or why not.
+
+    See :mod:`labdeck.spawner.local.pagemerge`: only marked processes' pages are scanned and
+    merged, with each other.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) == 0:
+        return ""
+    err = ctypes.get_errno()
+    return f"{os.strerror(err)} (Linux 6.4 or later with KSM is needed)" if err == errno.EINVAL else os.strerror(err)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="labdeck warm-pool zygote (started by the hub)")
     ap.add_argument("--control-fd", type=int, required=True)
+    ap.add_argument("--merge-pages", action="store_true", help="mark the servers for same-page merging (KSM)")
     args = ap.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
     # Python's advice for fork without exec (gc.freeze): no collections in the parent - a collection
@@ -296,6 +315,10 @@ def main(argv=None) -> None:
     singleuser.prewarm()
     record_import_env_changes(before)
     gc.freeze()  # keep the imported heap shared between children (copy-on-write): their collections skip it
+    if args.merge_pages:
+        why_not = mark_mergeable()
+        if why_not:
+            print(f"labdeck zygote: servers are not marked for same-page merging: {why_not}", file=sys.stderr, flush=True)
     serve(control)
 
 
