@@ -8,8 +8,10 @@ when the test failed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -156,3 +158,29 @@ def person(platform: Platform, name: str, *, started: bool = False):
     if started and "" not in (client.api("GET", f"/users/{name}").json().get("servers") or {}):
         client.start_server()
     return client
+
+
+def pid_of(plat: Platform, component: str) -> int:
+    """The pid of a component (``hub``, ``proxy``, ``broker``...) as the supervisor recorded it."""
+    return int((plat.state_dir / "run" / f"{component}.pid").read_text().strip())
+
+
+def server_pid(plat: Platform, username: str) -> int | None:
+    """The pid of the user's running default server, as the hub recorded it (its database).
+
+    A warm server is a child of the warm pool's zygote, not of the hub, and
+    its ``/proc/<pid>/environ`` is the zygote's: the hub's record is what
+    names it.
+    """
+    with sqlite3.connect(plat.state_dir / "jupyterhub.sqlite", timeout=10) as db:
+        row = db.execute(
+            "select s.state from spawners s join users u on s.user_id = u.id where u.name = ? and s.name = ''", (username,)
+        ).fetchone()
+    pid = json.loads(row[0] or "{}").get("pid") if row else None
+    if not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid

@@ -10,6 +10,7 @@ broker's cache; a person whose grants cannot be issued still logs in.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -18,7 +19,8 @@ import requests
 from labdeck.hub import contract
 from labdeck.hub.login import NOTE
 from tests.helpers.hubclient import HubClient
-from tests.helpers.platform import session_platform
+from labdeck.spawner.local import pagemerge
+from tests.helpers.platform import person, pid_of, server_pid, session_platform
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +68,19 @@ def test_the_pool_is_warm_when_the_banner_shows_and_the_first_person_gets_a_warm
     messages = progress_messages(first)
     assert "Server process started (warm)" in messages, messages
     assert messages[-1].startswith("Server ready"), messages
+
+
+def test_servers_and_only_servers_are_marked_for_same_page_merging(platform):
+    if pagemerge.process_marked(os.getpid()) is None:
+        pytest.skip("this kernel does not report same-page merging (/proc/<pid>/ksm_stat)")
+    log = hub_log(platform)
+    assert "same-page merging: " in log  # what the setting gives on this machine, said once
+    assert "servers marked for same-page merging" in log
+    person(platform, "merge-check", started=True)
+    pid = server_pid(platform, "merge-check")
+    assert pid and pagemerge.process_marked(pid) is True
+    for component in ("hub", "proxy", "broker"):  # they hold everybody's secrets: never scanned, never merged
+        assert pagemerge.process_marked(pid_of(platform, component)) is False, component
 
 
 def test_the_hub_database_is_in_wal_mode_and_readable_by_the_hub_only(platform):

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tests.helpers.hubclient import HubClient
-from tests.helpers.platform import Platform, start_platform
+from tests.helpers.platform import Platform, pid_of, server_pid, start_platform  # noqa: F401 - the tests import them from here
 
 #: every wait in these tests is bounded by this many seconds (or less)
 WAIT_S = 90
@@ -56,10 +56,6 @@ class Tracker:
         return left
 
 
-def pid_of(plat: Platform, component: str) -> int:
-    return int((plat.state_dir / "run" / f"{component}.pid").read_text().strip())
-
-
 def wait_for(predicate, timeout: float = WAIT_S, interval: float = 0.25, what: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None
@@ -82,30 +78,6 @@ def restarted(plat: Platform, component: str, old_pid: int) -> int:
         return pid if pid != old_pid and psutil.pid_exists(pid) else None
 
     return wait_for(new_pid, what=f"{component} restarted by the supervisor")
-
-
-def server_pid(plat: Platform, username: str) -> int | None:
-    """The pid of the user's running default server, as the hub recorded it (its database).
-
-    A warm server is a child of the warm pool's zygote, not of the hub, and
-    its ``/proc/<pid>/environ`` is the zygote's: the hub's record is what
-    names it.
-    """
-    import json
-    import sqlite3
-
-    with sqlite3.connect(plat.state_dir / "jupyterhub.sqlite", timeout=10) as db:
-        row = db.execute(
-            "select s.state from spawners s join users u on s.user_id = u.id where u.name = ? and s.name = ''", (username,)
-        ).fetchone()
-    pid = json.loads(row[0] or "{}").get("pid") if row else None
-    if not pid:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
 
 
 S3_CALL = (
