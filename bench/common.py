@@ -218,6 +218,8 @@ VARIANTS = {
     "ready": {"warm_pool_size": 0, "start_concurrency": 0, "cmd": ["jupyterhub-singleuser"]},
     # + no rfc3987_syntax grammar at import (labdeck-server): labdeck's cold start
     "cold": {"warm_pool_size": 0},
+    # the warm pool without same-page merging (labdeck.spawner.local.pagemerge)
+    "nomerge": {"page_merging": "off"},
     # + the warm pool (the default)
     "warm": {},
 }
