@@ -6,6 +6,7 @@ import socket
 from tornado.httpclient import HTTPClientError
 
 from labdeck.spawner import brokercall, progress
+from tests.helpers.cancel import cancel_after_turns
 
 
 async def test_merge_yields_both_streams_in_order_and_waits_for_both():
@@ -74,15 +75,6 @@ async def test_a_cancelled_read_is_cancelled_even_when_an_event_arrived_at_that_
         read = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.01)  # the read waits on the (empty) queue
         arrive.set()
-        for _ in range(turns):
-            await asyncio.sleep(0)
-        if read.cancel():
-            try:
-                await read
-                swallowed += 1
-            except asyncio.CancelledError:
-                pass
-        else:
-            await read
+        swallowed += await cancel_after_turns(read, turns)
         await gen.aclose()
     assert swallowed == 0

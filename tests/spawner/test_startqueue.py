@@ -3,6 +3,7 @@
 import asyncio
 
 from labdeck.spawner.local.startqueue import StartQueue
+from tests.helpers.cancel import cancel_after_turns
 
 
 async def until(condition, turns: int = 1000):
@@ -99,14 +100,8 @@ async def test_a_stop_arriving_as_the_slot_is_handed_over_still_stops_the_start(
         w = asyncio.ensure_future(waiter())
         await asyncio.sleep(0.01)  # the waiter is in line
         holder_done.set()
-        for _ in range(turns):
-            await asyncio.sleep(0)
-        if w.cancel():
-            try:
-                await w
-                swallowed += 1 if entered else 0
-            except asyncio.CancelledError:
-                pass
+        if await cancel_after_turns(w, turns) and entered:
+            swallowed += 1
         await h
         await asyncio.sleep(0)
         assert q.active == 0 and q.waiting == 0  # nothing held, nobody left in line
