@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -390,6 +391,9 @@ async def test_a_claim_cancelled_by_a_stop_leaves_no_server_behind(tmp_path, hub
         home = str(tmp_path / "stopped")
         os.makedirs(home)
         identity = warmpool.identity_for(CMD, ["--allow-root"] if os.geteuid() == 0 else [], _server_env("stopped", home, _port(), hub_api), home)
+        # the member cannot answer before the stop: a member that answered within the claim's first
+        # step (the hub descheduled between its send and its receive) made the claim end unstoppable
+        os.kill(member, signal.SIGSTOP)
         claim = asyncio.ensure_future(pool.claim(identity))
         while pool.members and pool.members[0].pid == member:  # until the claim took it
             await asyncio.sleep(0)
