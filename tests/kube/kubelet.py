@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import psutil
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -718,22 +719,29 @@ class ProcessKubelet:
         self.runs.pop(run.uid, None)
 
     async def _kill(self, run: PodRun, grace: float) -> None:
-        """SIGTERM the pod's process group, SIGKILL after ``grace`` seconds, reap."""
+        """SIGTERM the pod's processes, SIGKILL after ``grace`` seconds, reap.
+
+        A container's processes all end with it, also those in sessions of their own (JupyterHub
+        starts its managed services, such as the idle culler, with ``start_new_session``): the
+        pod's descendants are found before the first signal, while they are still its children,
+        and signalled with its process group.
+        """
         proc = run.proc
         if proc is None or proc.poll() is not None:
             return
-        _signal_group(proc.pid, signal.SIGTERM)
+        inside = _descendants(proc.pid)
+        _signal_all(proc.pid, inside, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGKILL)
+            _signal_all(proc.pid, inside, signal.SIGKILL)
             for _ in range(50):
                 if proc.poll() is not None:
                     break
                 await asyncio.sleep(0.1)
-        # the group may hold children that ignored SIGTERM
-        _signal_group(proc.pid, signal.SIGKILL)
+        # the group, and descendants elsewhere, may hold processes that ignored SIGTERM
+        _signal_all(proc.pid, inside, signal.SIGKILL)
 
     def _cleanup(self, run: PodRun) -> None:
         self._hosts.pop(run.uid, None)
@@ -983,6 +991,24 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal_all(pid: int, descendants: list[psutil.Process], sig: int) -> None:
+    """``sig`` to the process group of ``pid`` and to each of ``descendants`` still running (psutil
+    checks each is the same process, not a reused pid)."""
+    _signal_group(pid, sig)
+    for p in descendants:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 class KubeletThread:

@@ -236,6 +236,27 @@ async def test_exit_codes_set_phase(core: client.CoreV1Api, kubelet: ProcessKube
         await core.delete_namespaced_pod(names[code], ns, grace_period_seconds=0)
 
 
+async def test_deleting_a_pod_ends_its_processes_in_other_sessions_too(core: client.CoreV1Api, kubelet: ProcessKubelet,
+                                                                     kube_namespace: str, tmp_path: Path) -> None:
+    """As a container's: JupyterHub starts managed services (the idle culler) in sessions of their own."""
+    ns, name = kube_namespace, pod_name("sessions")
+    pidfile = tmp_path / "detached.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n"
+    )
+    await core.create_namespaced_pod(ns, _pod(name, [sys.executable, "-c", code]))
+    await eventually(lambda: _ready_pod(core, ns, name), what="Ready")
+    await eventually(lambda: asyncio.to_thread(lambda: pidfile.exists() and pidfile.read_text()), what="detached child started")
+    detached = int(pidfile.read_text())
+    assert alive(detached) and os.getsid(detached) != os.getsid(kubelet.pid(name))
+    await core.delete_namespaced_pod(name, ns)
+    await eventually(lambda: _gone(core, ns, name), what="pod deleted")
+    await eventually(lambda: asyncio.to_thread(lambda: not alive(detached)), what="the detached child gone with its pod")
+
+
 async def test_default_command_by_image(core: client.CoreV1Api, kubelet: ProcessKubelet,
                                         kube_namespace: str) -> None:
     """Without ``command``, the image's entrypoint comes from ``default_commands``."""

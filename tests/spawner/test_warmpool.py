@@ -156,6 +156,13 @@ def _kill(pid):
         pass
 
 
+def _kill_hard(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _gone(pid, timeout=30) -> bool:
     """True once ``pid`` is gone - reaped, not a zombie (a zombie still answers kill(pid, 0))."""
     deadline = time.monotonic() + timeout
@@ -386,6 +393,7 @@ def test_prewarmed_babel_data_answers_like_a_cold_server():
 async def test_a_claim_cancelled_by_a_stop_leaves_no_server_behind(tmp_path, hub_api):
     """A stop during the start cancels the claim: the member that may hold the identity is killed."""
     pool = await _ready_pool(1)
+    member = None
     try:
         member = pool.members[0].pid
         home = str(tmp_path / "stopped")
@@ -403,3 +411,5 @@ async def test_a_claim_cancelled_by_a_stop_leaves_no_server_behind(tmp_path, hub
         assert _gone(member)
     finally:
         pool.close()
+        if member:
+            _kill_hard(member)  # whatever happened above, the member (stopped, or become a server) does not outlive the test
