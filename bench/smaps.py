@@ -12,6 +12,7 @@ values, so ``tests/test_bench_memory.py`` checks them without a running system.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -156,8 +157,9 @@ KSM_DIR = "/sys/kernel/mm/ksm"
 KSM_COUNTERS = ("run", "full_scans", "pages_shared", "pages_sharing", "pages_to_scan", "sleep_millisecs")
 
 
+@functools.lru_cache(maxsize=1)
 def ksmd_pid() -> int | None:
-    """The kernel's KSM daemon thread (``comm`` ksmd)."""
+    """The kernel's KSM daemon thread (``comm`` ksmd; found once, it lives as long as the kernel)."""
     for pid in all_pids():
         try:
             with open(f"/proc/{pid}/comm") as f:
@@ -168,7 +170,7 @@ def ksmd_pid() -> int | None:
     return None
 
 
-def ksm_state(pid: int | None = None) -> dict | None:
+def ksm_state() -> dict | None:
     """The KSM counters now (pages, scans) and the daemon's CPU seconds so far; None without KSM."""
     out: dict = {}
     try:
@@ -177,7 +179,7 @@ def ksm_state(pid: int | None = None) -> dict | None:
                 out[name] = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    pid = pid or ksmd_pid()
+    pid = ksmd_pid()
     if pid:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()

@@ -74,6 +74,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.kube import podspec
+from tests.helpers.procs import descendants
 from tests.kube.cluster import _die_with_parent
 
 log = logging.getLogger("labdeck.kubelet")
@@ -729,7 +730,7 @@ class ProcessKubelet:
         proc = run.proc
         if proc is None or proc.poll() is not None:
             return
-        inside = _descendants(proc.pid)
+        inside = descendants(proc.pid)
         _signal_all(proc.pid, inside, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while proc.poll() is None and time.monotonic() < deadline:
@@ -993,18 +994,11 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _signal_all(pid: int, descendants: list[psutil.Process], sig: int) -> None:
-    """``sig`` to the process group of ``pid`` and to each of ``descendants`` still running (psutil
+def _signal_all(pid: int, procs: list[psutil.Process], sig: int) -> None:
+    """``sig`` to the process group of ``pid`` and to each of ``procs`` still running (psutil
     checks each is the same process, not a reused pid)."""
     _signal_group(pid, sig)
-    for p in descendants:
+    for p in procs:
         try:
             p.send_signal(sig)
         except psutil.Error:

@@ -17,18 +17,11 @@ import psutil
 import pytest
 
 from tests.helpers.hubclient import HubClient
+from tests.helpers.procs import descendants
 from tests.helpers.platform import Platform, pid_of, server_pid, start_platform  # noqa: F401 - the tests import them from here
 
 #: every wait in these tests is bounded by this many seconds (or less)
 WAIT_S = 90
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    try:
-        p = psutil.Process(pid)
-        return [p, *p.children(recursive=True)]
-    except psutil.Error:
-        return []
 
 
 class Tracker:
